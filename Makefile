@@ -1,0 +1,58 @@
+# The README's two commands: `make run` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+APT_PACKAGES := chromium postfix
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint bench system-packages clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Runtime dependencies (make run) and test tools (make test), each reinstalled when
+# pyproject.toml changes.
+$(VENV)/.run-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml $(VENV)/.run-deps
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian's Chromium (browser tests) and Postfix's smtp-sink (benchmarks), when missing.
+# Postfix is installed with "No configuration": it never starts a mail server.
+system-packages:
+	@if ! command -v chromium >/dev/null 2>&1 || ! [ -x /usr/sbin/smtp-sink ]; then \
+	  echo "Installing $(APT_PACKAGES) from Debian"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+run: $(VENV)/.run-deps
+	$(BIN)/mailer init --demo
+	$(BIN)/mailer orgs list --kind lep
+	$(BIN)/mailer audience show bulletin
+	$(BIN)/mailer audience show newsletter
+	@echo
+	@echo "The demo database is ready (var/mailer.db). Try:"
+	@echo "  $(BIN)/mailer contacts list --org D2N2"
+	@echo "  $(BIN)/mailer contacts import lists/demo_contacts.csv --dry-run"
+	@echo "  $(BIN)/mailer --help"
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(VENV)/.test-deps system-packages lint
+	$(BIN)/pytest
+
+bench: $(VENV)/.test-deps
+	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_audience.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

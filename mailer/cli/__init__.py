@@ -1,0 +1,38 @@
+"""The ``mailer`` command line: thin commands that parse input, call the domain, show results."""
+
+from __future__ import annotations
+
+import typer
+
+from mailer.cli import audience, contacts, orgs, setup
+from mailer.cli.state import MailerGroup, State
+
+app = typer.Typer(
+    cls=MailerGroup,
+    help=(
+        "The LEP Network's bulletin and e-newsletter engine.\n\n"
+        "Reads ./config.toml, or the file named by MAILER_CONFIG.\n\n"
+        "Example: mailer init --demo && mailer audience show bulletin"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    ctx.obj = State()
+    ctx.call_on_close(ctx.obj.close)
+
+
+setup.register(app)
+app.add_typer(contacts.app, name="contacts")
+app.add_typer(orgs.app, name="orgs")
+app.add_typer(audience.app, name="audience")
+
+
+def main() -> None:
+    """Entry point of the ``mailer`` console script."""
+    app()

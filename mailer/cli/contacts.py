@@ -1,0 +1,209 @@
+"""``mailer contacts …``: import, export and list contacts."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mailer.cli.state import console, err, fail, state
+from mailer.contacts import ContactFieldError, count_contacts, export_csv, iter_contacts, parse_role
+from mailer.importer import ImportReport, import_contacts
+
+app = typer.Typer(help="The contact database: import, export, list.", no_args_is_help=True)
+
+_ENCODINGS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "cp1252": "Windows-1252"}
+
+
+def _write_report(path: Path, report: ImportReport) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["line", "outcome", "email", "field", "reason"])
+        problems = [("rejected", p) for p in report.rejected] + [
+            ("skipped", p) for p in report.skipped
+        ]
+        for outcome, problem in sorted(problems, key=lambda item: item[1].line):
+            writer.writerow([problem.line, outcome, problem.email, problem.field, problem.reason])
+
+
+def _show(report: ImportReport, limit: int, report_path: Path | None) -> None:
+    encoding = _ENCODINGS.get(report.encoding, report.encoding)
+    would = "would be " if report.dry_run else ""
+    console.print(
+        f"{escape(str(report.path))} ({encoding}, {report.rows:,} rows): "
+        f"[green]{report.added:,} {would}added[/], {report.updated:,} {would}updated, "
+        f"{report.unchanged:,} unchanged, [yellow]{len(report.skipped):,} skipped[/], "
+        f"[red]{len(report.rejected):,} rejected[/]"
+    )
+    if report.ignored_columns:
+        console.print(f"Ignored columns: {escape(', '.join(report.ignored_columns))}")
+    for title, problems in (("Rejected", report.rejected), ("Skipped", report.skipped)):
+        if not problems:
+            continue
+        table = Table(title=f"{title} rows", title_justify="left")
+        table.add_column("line", justify="right")
+        table.add_column("field")
+        table.add_column("email")
+        table.add_column("reason")
+        for problem in problems[:limit]:
+            table.add_row(
+                str(problem.line), problem.field, escape(problem.email), escape(problem.reason)
+            )
+        console.print(table)
+        if len(problems) > limit:
+            console.print(f"... and {len(problems) - limit:,} more (all of them: --report FILE)")
+    if report_path:
+        console.print(f"Every rejected and skipped row: {escape(str(report_path))}")
+    if report.dry_run:
+        console.print("[bold]Dry run: nothing was written.[/]")
+
+
+def import_file(
+    ctx: typer.Context,
+    path: Path,
+    *,
+    source: str | None,
+    dry_run: bool = False,
+    update: bool = False,
+    report_path: Path | None = None,
+) -> ImportReport:
+    """Run an import with a progress bar and print what happened."""
+    current = state(ctx)
+    config = current.config
+    with (
+        current.session() as session,
+        Progress(
+            TextColumn("Importing {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("lines"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task(path.name, total=None)
+
+        def advance(line: int, total: int) -> None:
+            progress.update(task, completed=line, total=total)
+
+        report = import_contacts(
+            session,
+            path,
+            dry_run=dry_run,
+            update=update,
+            source=source,
+            batch_size=config.settings.contacts_import.batch_size,
+            progress=advance,
+        )
+    if report_path:
+        _write_report(report_path, report)
+    _show(report, config.settings.contacts_import.max_reported_errors, report_path)
+    return report
+
+
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV file (UTF-8 or Windows-1252).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row and report; write nothing.")
+    ] = False,
+    update: Annotated[
+        bool,
+        typer.Option("--update", help="Apply new values to contacts already in the database."),
+    ] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Where these contacts came from (default: import:FILENAME)."),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write every rejected or skipped row to this CSV file."),
+    ] = None,
+) -> None:
+    """Import contacts from a CSV file.
+
+    Columns: email, name, organisation (name or short name), role; optional: lawful_basis
+    (consent or legitimate_interest), consented_at, source, publications (bulletin;newsletter
+    or none), consent_wording, status.
+
+    A LEP contact gets the bulletin and the newsletter unless the row says otherwise; an
+    external contact needs a lawful_basis and gets the newsletter only. Every rejected row is
+    reported with its line number and reason; the valid rows are written in one transaction.
+    Importing the same file again changes nothing. Exit status is non-zero only when the file
+    itself cannot be read.
+
+    Example: mailer contacts import new-leps.csv --dry-run
+    """
+    import_file(ctx, file, source=source, dry_run=dry_run, update=update, report_path=report)
+
+
+@app.command("export")
+def export_command(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Argument(help="CSV file to write (default: standard output).")
+    ] = None,
+) -> None:
+    """Export every contact as CSV (the same columns `contacts import` reads).
+
+    Example: mailer contacts export contacts-2026-11.csv
+    """
+    with state(ctx).session() as session:
+        if file is None:
+            export_csv(session, sys.stdout)
+            return
+        tmp = file.with_name(file.name + ".part")
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            written = export_csv(session, handle)
+        tmp.replace(file)
+    err.print(f"Exported {written:,} contacts to {escape(str(file))}")
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    org: Annotated[
+        str | None, typer.Option("--org", help="Organisation name or short name.")
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role", help="Role, e.g. chair or officer.")] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Part of a name or address.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show (0: all).")] = 50,
+) -> None:
+    """List contacts in a table.
+
+    Example: mailer contacts list --org D2N2 --role chair
+    """
+    try:
+        parsed_role = parse_role(role) if role else None
+    except ContactFieldError as exc:
+        fail(f"--role: {exc}")
+    with state(ctx).session() as session:
+        total = count_contacts(session, organisation=org, role=parsed_role, search=search)
+        table = Table()
+        for column in ("email", "name", "organisation", "role", "status", "publications"):
+            table.add_column(column)
+        shown = 0
+        for row in iter_contacts(
+            session, organisation=org, role=parsed_role, search=search, limit=limit or None
+        ):
+            table.add_row(
+                escape(row.email),
+                escape(row.name),
+                escape(row.organisation),
+                row.role.value,
+                row.status.value,
+                ", ".join(p.value for p in row.publications) or "-",
+            )
+            shown += 1
+    console.print(table)
+    console.print(f"{shown:,} of {total:,} contacts shown")

@@ -1,0 +1,125 @@
+"""``mailer init``, ``mailer db …`` and ``mailer config``: setting up and inspecting."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+from rich.table import Table
+
+from mailer import db, organisations, publications, settings
+from mailer.cli.contacts import import_file
+from mailer.cli.state import console, err, state
+
+DEMO_CONTACTS = "demo_contacts.csv"
+
+db_app = typer.Typer(help="The database schema: migrations.", no_args_is_help=True)
+
+
+def init(
+    ctx: typer.Context,
+    demo: Annotated[
+        bool, typer.Option("--demo", help=f"Also import the fictitious lists/{DEMO_CONTACTS}.")
+    ] = False,
+) -> None:
+    """Create the database (or bring it up to date) and load the organisations.
+
+    Creates and stamps a fresh database, or upgrades an existing one; loads the 38 LEPs
+    from lists/leps.csv and external organisations from lists/organisations.csv; checks the
+    publication files. Safe to run again: it only adds or updates what changed.
+
+    Example: mailer init --demo
+    """
+    current = state(ctx)
+    config = current.config
+    shown_url = sa.make_url(config.database_url).render_as_string()
+    found = db.init_schema(current.engine)
+    verb = {
+        db.SchemaState.FRESH: "created",
+        db.SchemaState.BEHIND: "upgraded",
+        db.SchemaState.CURRENT: "already up to date:",
+    }[found]
+    console.print(f"Database {verb} {shown_url} (schema {db.head_revision()})")
+    definitions = publications.load_all(config.lists_dir)
+    for definition in definitions.values():
+        console.print(f"Publication {definition.publication.value}: {definition.name}")
+    with current.session() as session:
+        loaded = organisations.load_lists(session, config.lists_dir)
+    console.print(
+        f"Organisations: {loaded.added} added, {loaded.updated} updated, "
+        f"{loaded.unchanged} unchanged"
+    )
+    if demo:
+        import_file(ctx, config.lists_dir / DEMO_CONTACTS, source=None)
+
+
+def config_show(ctx: typer.Context) -> None:
+    """Show every setting in effect, with its help text, and which secrets are set.
+
+    Example: MAILER_CONFIG=/etc/mailer/config.toml mailer config
+    """
+    config = state(ctx).config
+    table = Table(title=f"Settings from {config.path}")
+    table.add_column("key")
+    table.add_column("value")
+    table.add_column("meaning")
+    dumped = config.settings.model_dump(by_alias=True)
+    for section, key, help_text in settings.documented_keys():
+        value = dumped[section][key]
+        if (section, key) == ("database", "url"):
+            value = sa.make_url(config.database_url).render_as_string()
+        table.add_row(f"{section}.{key}", str(value), help_text)
+    console.print(table)
+    for name, value in (
+        (settings.SECRET_KEY_ENV, config.secrets.secret_key),
+        (settings.SMTP_PASSWORD_ENV, config.secrets.smtp_password),
+    ):
+        console.print(f"{name}: {'set' if value else 'not set'}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply schema migrations (to the newest by default).
+
+    Example: mailer db upgrade
+    """
+    engine = state(ctx).engine
+    before = db.current_revision(engine)
+    if before is None and db.schema_state(engine) is db.SchemaState.FRESH:
+        err.print("The database is empty: `mailer init` creates it.")
+    db.upgrade(engine, revision)
+    console.print(f"Schema: {before or 'none'} -> {db.current_revision(engine)}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Show the schema revision of the database and the newest one available.
+
+    Example: mailer db current
+    """
+    engine = state(ctx).engine
+    console.print(f"database: {db.current_revision(engine) or 'none'}")
+    console.print(f"newest:   {db.head_revision()}")
+
+
+@db_app.command("revision")
+def db_revision(
+    ctx: typer.Context,
+    message: Annotated[str, typer.Argument(help="What the migration changes.")],
+) -> None:
+    """(For developers) write a migration from the models' difference with the database.
+
+    Example: mailer db revision "add issues table"
+    """
+    db.autogenerate(state(ctx).engine, message)
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the root app."""
+    app.command("init")(init)
+    app.command("config")(config_show)
+    app.add_typer(db_app, name="db")

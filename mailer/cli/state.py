@@ -1,0 +1,89 @@
+"""What every command shares: settings loaded once, the engine, the consoles, clean errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any, NoReturn
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from typer.core import TyperGroup
+
+from mailer import db, settings
+from mailer.importer import ImportFileError
+from mailer.organisations import OrganisationError
+from mailer.publications import PublicationError
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+# Errors whose message is already written for the person at the terminal.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    settings.ConfigError,
+    db.SchemaError,
+    PublicationError,
+    OrganisationError,
+    ImportFileError,
+)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error (no traceback) and stop with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+class MailerGroup(TyperGroup):
+    """The root command: known errors become one clear line and exit status 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            fail(str(exc))
+        except sa.exc.OperationalError as exc:
+            url = sa.make_url(state(ctx).config.database_url).render_as_string()
+            fail(f"cannot use the database {url}: {exc.orig}")
+
+
+class State:
+    """Loaded lazily, so ``--help`` works without a configuration file."""
+
+    @cached_property
+    def config(self) -> settings.Config:
+        return settings.load()
+
+    @cached_property
+    def engine(self) -> Engine:
+        return db.create_engine(self.config.database_url, echo=self.config.settings.database.echo)
+
+    def close(self) -> None:
+        """Release the database connections, if any were opened."""
+        engine = self.__dict__.pop("engine", None)
+        if engine is not None:
+            engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session on an initialised, current database; commits on success."""
+        current = db.schema_state(self.engine)
+        if current is db.SchemaState.FRESH:
+            fail("the database is empty: run `mailer init` first")
+        if current is db.SchemaState.BEHIND:
+            fail("the database schema is older than this version: run `mailer db upgrade`")
+        with db.session_scope(self.engine) as session:
+            yield session
+
+
+def state(ctx: typer.Context) -> State:
+    """The shared state of this invocation."""
+    found = ctx.find_object(State)
+    if found is None:
+        found = ctx.ensure_object(State)
+    return found

@@ -1,0 +1,300 @@
+"""Contacts: addresses normalised and hashed, field parsing, listing and CSV export.
+
+Errors::
+
+    ContactFieldError   a value for a contact field cannot be understood
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TextIO
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from sqlmodel import Session, col
+
+from mailer.models import (
+    Contact,
+    ContactStatus,
+    LawfulBasis,
+    Organisation,
+    OrganisationKind,
+    Publication,
+    Role,
+    Subscription,
+    SubscriptionStatus,
+)
+
+EXPORT_COLUMNS = (
+    "email",
+    "name",
+    "organisation",
+    "role",
+    "status",
+    "lawful_basis",
+    "consented_at",
+    "source",
+    "publications",
+)
+
+
+class ContactFieldError(ValueError):
+    """A field value is not valid; the message says what was expected."""
+
+
+def normalise_email(raw: str) -> str:
+    """The canonical form of an address: syntax checked (no DNS), IDNA-normalised, lower case.
+
+    :raises ContactFieldError: the address is not a valid email address.
+    """
+    text = raw.strip()
+    if not text:
+        raise ContactFieldError("email is empty")
+    try:
+        checked = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ContactFieldError(f"invalid address {text!r}: {exc}") from None
+    return checked.normalized.lower()
+
+
+def email_hash(email: str) -> str:
+    """The SHA-256 of a normalised address: what a suppression keeps after erasure."""
+    return hashlib.sha256(email.encode("utf-8")).hexdigest()
+
+
+def clean_name(raw: str) -> str:
+    """A display name: whitespace collapsed, no control characters.
+
+    :raises ContactFieldError: the name is empty, too long or holds control characters.
+    """
+    if any(unicodedata.category(ch) == "Cc" and ch not in " \t" for ch in raw):
+        raise ContactFieldError("name contains a line break or control character")
+    name = " ".join(raw.split())
+    if not name:
+        raise ContactFieldError("name is empty")
+    if len(name) > 200:
+        raise ContactFieldError("name is longer than 200 characters")
+    if name[0] in "=+-@":
+        raise ContactFieldError(f"name starts with {name[0]!r} (looks like a spreadsheet formula)")
+    return name
+
+
+def _word_key(text: str) -> str:
+    return " ".join(re.split(r"[\s/_\-]+", text.casefold().strip())).strip()
+
+
+_ROLE_ALIASES: dict[str, Role] = {
+    "chair": Role.CHAIR,
+    "chairman": Role.CHAIR,
+    "chairwoman": Role.CHAIR,
+    "chairperson": Role.CHAIR,
+    "chief executive": Role.CHIEF_EXECUTIVE,
+    "chief executive director": Role.CHIEF_EXECUTIVE,
+    "chief executive officer": Role.CHIEF_EXECUTIVE,
+    "ceo": Role.CHIEF_EXECUTIVE,
+    "director": Role.CHIEF_EXECUTIVE,
+    "managing director": Role.CHIEF_EXECUTIVE,
+    "officer": Role.OFFICER,
+    "lep officer": Role.OFFICER,
+    "communications lead": Role.COMMUNICATIONS_LEAD,
+    "comms lead": Role.COMMUNICATIONS_LEAD,
+    "communications": Role.COMMUNICATIONS_LEAD,
+    "board member": Role.BOARD_MEMBER,
+    "board": Role.BOARD_MEMBER,
+    "stakeholder": Role.STAKEHOLDER,
+}
+
+ROLE_LABELS: dict[Role, str] = {
+    Role.CHAIR: "Chair",
+    Role.CHIEF_EXECUTIVE: "Chief executive/director",
+    Role.OFFICER: "Officer",
+    Role.COMMUNICATIONS_LEAD: "Communications lead",
+    Role.BOARD_MEMBER: "Board member",
+    Role.STAKEHOLDER: "Stakeholder",
+}
+
+
+def parse_role(raw: str) -> Role:
+    """A role from its name or a common alias ("CEO", "Chief Executive/Director", "comms lead").
+
+    :raises ContactFieldError: the role is unknown.
+    """
+    role = _ROLE_ALIASES.get(_word_key(raw))
+    if role is None:
+        expected = ", ".join(r.value for r in Role)
+        raise ContactFieldError(f"unknown role {raw.strip()!r} (expected one of: {expected})")
+    return role
+
+
+def parse_lawful_basis(raw: str) -> LawfulBasis | None:
+    """``consent`` or ``legitimate_interest`` (also "legitimate interest", "LI"); None if blank.
+
+    :raises ContactFieldError: the value is something else.
+    """
+    key = _word_key(raw)
+    if not key:
+        return None
+    if key == "consent":
+        return LawfulBasis.CONSENT
+    if key in ("legitimate interest", "legitimate interests", "li"):
+        return LawfulBasis.LEGITIMATE_INTEREST
+    raise ContactFieldError(
+        f"unknown lawful_basis {raw.strip()!r} (expected consent or legitimate_interest)"
+    )
+
+
+def parse_publications(raw: str) -> frozenset[Publication] | None:
+    """Publications named in a cell ("bulletin;newsletter", "none"); None if blank.
+
+    :raises ContactFieldError: a name is not a publication.
+    """
+    words = [w for w in re.split(r"[\s;,|+]+", raw.casefold()) if w]
+    if not words:
+        return None
+    if words == ["none"]:
+        return frozenset()
+    chosen = set()
+    for word in words:
+        try:
+            chosen.add(Publication(word))
+        except ValueError:
+            raise ContactFieldError(
+                f"unknown publication {word!r} (expected bulletin, newsletter or none)"
+            ) from None
+    return frozenset(chosen)
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """One contact as listed or exported, with its organisation and active publications."""
+
+    email: str
+    name: str
+    organisation: str
+    organisation_kind: OrganisationKind
+    role: Role
+    status: ContactStatus
+    lawful_basis: LawfulBasis
+    consented_at: str
+    source: str
+    publications: tuple[Publication, ...]
+
+
+def _rows_query(
+    organisation: str | None, role: Role | None, search: str | None
+) -> sa.Select[Contact, Organisation]:
+    query = (
+        sa.select(Contact, Organisation)
+        .join(Organisation, col(Organisation.id) == col(Contact.organisation_id))
+        .where(col(Contact.status) != ContactStatus.ERASED)
+        .order_by(col(Contact.id))
+    )
+    if organisation:
+        key = organisation.casefold()
+        query = query.where(
+            sa.or_(
+                sa.func.lower(col(Organisation.name)) == key,
+                sa.func.lower(col(Organisation.short_name)) == key,
+            )
+        )
+    if role is not None:
+        query = query.where(col(Contact.role) == role)
+    if search:
+        pattern = f"%{search.casefold()}%"
+        query = query.where(
+            sa.or_(
+                sa.func.lower(col(Contact.email)).like(pattern),
+                sa.func.lower(col(Contact.name)).like(pattern),
+            )
+        )
+    return query
+
+
+def iter_contacts(
+    session: Session,
+    *,
+    organisation: str | None = None,
+    role: Role | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+    chunk: int = 1000,
+) -> Iterator[ContactRow]:
+    """Contacts (not erased) in id order with their active publications, streamed."""
+    query = _rows_query(organisation, role, search)
+    if limit:
+        query = query.limit(limit)
+    contacts = session.execute(query.execution_options(yield_per=chunk))
+    for batch in contacts.partitions():
+        ids = [contact.id for contact, _ in batch]
+        subscribed = sorted(
+            session.execute(
+                sa.select(col(Subscription.contact_id), col(Subscription.publication)).where(
+                    col(Subscription.contact_id).in_(ids),
+                    col(Subscription.status) == SubscriptionStatus.ACTIVE,
+                )
+            )
+        )
+        publications = {
+            contact_id: tuple(p for _, p in group)
+            for contact_id, group in itertools.groupby(subscribed, key=lambda r: r[0])
+        }
+        for contact, org in batch:
+            yield ContactRow(
+                email=contact.email,
+                name=contact.name,
+                organisation=org.name,
+                organisation_kind=org.kind,
+                role=contact.role,
+                status=contact.status,
+                lawful_basis=contact.lawful_basis,
+                consented_at=contact.consented_at.isoformat() if contact.consented_at else "",
+                source=contact.consent_source or "",
+                publications=publications.get(contact.id or 0, ()),
+            )
+
+
+def count_contacts(
+    session: Session,
+    *,
+    organisation: str | None = None,
+    role: Role | None = None,
+    search: str | None = None,
+) -> int:
+    """How many contacts match the same filters as :func:`iter_contacts`."""
+    query = _rows_query(organisation, role, search).order_by(None)
+    return int(
+        session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    )
+
+
+def export_csv(session: Session, out: TextIO) -> int:
+    """Write every contact (not erased) as CSV that ``mailer contacts import`` reads back.
+
+    Returns the number of contacts written.
+    """
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    written = 0
+    for row in iter_contacts(session):
+        writer.writerow(
+            [
+                row.email,
+                row.name,
+                row.organisation,
+                row.role.value,
+                row.status.value,
+                row.lawful_basis.value,
+                row.consented_at,
+                row.source,
+                ";".join(p.value for p in row.publications) or "none",
+            ]
+        )
+        written += 1
+    return written

@@ -1,0 +1,146 @@
+"""Database connections, sessions and the schema's life (create, stamp, migrate).
+
+A fresh database is created from the models and stamped at the newest
+migration; an existing one is upgraded by Alembic (GNU Mailman's model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+from mailer import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class SchemaState(StrEnum):
+    FRESH = "fresh"
+    CURRENT = "current"
+    BEHIND = "behind"
+    UNVERSIONED = "unversioned"
+
+
+class SchemaError(Exception):
+    """The database holds tables this version of mailer cannot manage."""
+
+
+def normalise_url(url: str) -> str:
+    """Choose psycopg 3 for a plain ``postgresql://`` URL."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgres://")
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets its folder created and WAL mode switched on."""
+    url = normalise_url(url)
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, echo=echo)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # Smaller multi-row INSERT pages: psycopg rewrites each statement's placeholders in
+    # Python and caches only short statements, so 1000-row pages cost more than they save.
+    return sa.create_engine(url, echo=echo, pool_pre_ping=True, insertmanyvalues_page_size=100)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits when the block ends normally and rolls back otherwise."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def _alembic_config(connection: sa.Connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version."""
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is stamped at, or None."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Whether the database is empty, current, behind, or holds unknown tables."""
+    with engine.connect() as connection:
+        revision = MigrationContext.configure(connection).get_current_revision()
+        tables = set(sa.inspect(connection).get_table_names())
+    if revision is None:
+        return (
+            SchemaState.UNVERSIONED if tables & set(SQLModel.metadata.tables) else SchemaState.FRESH
+        )
+    return SchemaState.CURRENT if revision == head_revision() else SchemaState.BEHIND
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run Alembic migrations up to ``revision``."""
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+
+
+def init_schema(engine: Engine) -> SchemaState:
+    """Create and stamp a fresh database, or upgrade an existing one; returns what was found.
+
+    :raises SchemaError: the database has mailer's tables but no migration stamp.
+    """
+    state = schema_state(engine)
+    if state is SchemaState.FRESH:
+        with engine.begin() as connection:
+            SQLModel.metadata.create_all(connection)
+            command.stamp(_alembic_config(connection), "head")
+    elif state is SchemaState.BEHIND:
+        upgrade(engine)
+    elif state is SchemaState.UNVERSIONED:
+        raise SchemaError(
+            "the database has mailer tables but no alembic_version stamp; "
+            "it was not created by `mailer init` (back it up, then start from an empty database)"
+        )
+    return state
+
+
+def autogenerate(engine: Engine, message: str) -> None:
+    """Write a new migration from the difference between the models and the database."""
+    with engine.begin() as connection:
+        command.revision(_alembic_config(connection), message=message, autogenerate=True)

@@ -1,0 +1,185 @@
+"""Fictitious demo contacts (``lists/demo_contacts.csv``, benchmarks): clearly fake, reproducible.
+
+Every address is under the reserved ``.example`` top-level domain (RFC 2606),
+so no demo message can ever reach a real person.
+
+    python -m mailer.demo lists/demo_contacts.csv           # the shipped demo file
+    python -m mailer.demo /tmp/big.csv --count 100000       # a benchmark file
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.organisations import EXTERNAL_FILE, LEPS_FILE
+
+FIRST_NAMES = [
+    "Alex",
+    "Amira",
+    "Ben",
+    "Bethan",
+    "Chloe",
+    "Dev",
+    "Eleanor",
+    "Farah",
+    "Finn",
+    "Grace",
+    "Hamid",
+    "Isla",
+    "Jack",
+    "Jaya",
+    "Kofi",
+    "Laura",
+    "Liam",
+    "Maya",
+    "Mohammed",
+    "Niamh",
+    "Noah",
+    "Olu",
+    "Priya",
+    "Rhys",
+    "Rosa",
+    "Sam",
+    "Sian",
+    "Tariq",
+    "Una",
+    "Wei",
+    "Zara",
+]
+LAST_NAMES = [
+    "Adeyemi",
+    "Ahmed",
+    "Bennett",
+    "Campbell",
+    "Chen",
+    "Davies",
+    "Evans",
+    "Fraser",
+    "Green",
+    "Hughes",
+    "Iqbal",
+    "Jones",
+    "Kaur",
+    "Khan",
+    "Lewis",
+    "Morgan",
+    "Murphy",
+    "Nowak",
+    "Okafor",
+    "Patel",
+    "Price",
+    "Roberts",
+    "Shah",
+    "Smith",
+    "Taylor",
+    "Thomas",
+    "Walker",
+    "Williams",
+    "Wright",
+    "Young",
+]
+LEP_ROLES = ("chair", "chief executive/director", "officer", "communications lead", "board member")
+DEMO_SOURCE = "demo data (fictitious)"
+
+
+@dataclass(frozen=True)
+class DemoOrganisation:
+    name: str
+    short_name: str
+    kind: str
+
+
+def read_organisations(lists_dir: Path) -> list[DemoOrganisation]:
+    """The organisations in ``lists/``: LEPs first, then external ones."""
+    found = []
+    for filename, kind in ((LEPS_FILE, "lep"), (EXTERNAL_FILE, None)):
+        with (lists_dir / filename).open(encoding="utf-8-sig", newline="") as handle:
+            for row in csv.DictReader(handle):
+                found.append(
+                    DemoOrganisation(
+                        row["name"], row["short_name"] or row["name"], kind or row["kind"]
+                    )
+                )
+    return found
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-")
+
+
+def contacts(
+    organisations: Sequence[DemoOrganisation], count: int, *, seed: int = 2017
+) -> Iterator[dict[str, str]]:
+    """``count`` fictitious contacts spread over ``organisations``, the same for a given seed.
+
+    LEP contacts rely on legitimate interest (staff of a corporate body); external contacts
+    gave consent on a demo date. A few choose the newsletter only.
+    """
+    rng = random.Random(seed)
+    for index in range(count):
+        organisation = organisations[index % len(organisations)]
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        number = index // len(organisations) + 1
+        local = f"{first}.{last}".casefold() + (f".{number}" if number > 1 else "")
+        email = f"{local}@{_slug(organisation.short_name)}.demo.example"
+        if organisation.kind == "lep":
+            role = LEP_ROLES[(index // len(organisations)) % len(LEP_ROLES)]
+            yield {
+                "email": email,
+                "name": f"{first} {last}",
+                "organisation": organisation.short_name,
+                "role": role,
+                "lawful_basis": "legitimate_interest",
+                "consented_at": "",
+                "source": DEMO_SOURCE,
+                "publications": "newsletter" if rng.random() < 0.1 else "bulletin;newsletter",
+            }
+        else:
+            yield {
+                "email": email,
+                "name": f"{first} {last}",
+                "organisation": organisation.short_name,
+                "role": "stakeholder",
+                "lawful_basis": "consent",
+                "consented_at": f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                "source": DEMO_SOURCE,
+                "publications": "newsletter",
+            }
+
+
+def write_csv(path: Path, rows: Iterator[dict[str, str]]) -> int:
+    """Write contact rows to ``path`` in the import format; returns how many."""
+    written = 0
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer: csv.DictWriter[str] | None = None
+        for row in rows:
+            if writer is None:
+                writer = csv.DictWriter(handle, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow(row)
+            written += 1
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write fictitious contacts as an import CSV.")
+    parser.add_argument("out", type=Path, help="the CSV file to write")
+    parser.add_argument(
+        "--count", type=int, default=275, help="how many contacts (275: five per organisation)"
+    )
+    parser.add_argument("--lists", type=Path, default=Path("lists"), help="the lists folder")
+    parser.add_argument("--seed", type=int, default=2017, help="random seed (2017)")
+    args = parser.parse_args(argv)
+    organisations = read_organisations(args.lists)
+    written = write_csv(args.out, contacts(organisations, args.count, seed=args.seed))
+    print(f"wrote {written} fictitious contacts to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

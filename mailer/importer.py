@@ -1,0 +1,557 @@
+"""Contact CSV import: read the file, check every row, write all valid rows in one transaction.
+
+A file in UTF-8 (with or without BOM) or Windows-1252, separated by commas,
+semicolons or tabs. Each rejected row is reported with its line number, the
+field at fault and why; the valid rows are written together or not at all.
+Importing the same file twice changes nothing.
+
+Errors::
+
+    ImportFileError   the file itself cannot be read (missing, binary, no header, bad CSV)
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel, col, select
+
+from mailer import clock
+from mailer.contacts import (
+    ContactFieldError,
+    clean_name,
+    email_hash,
+    normalise_email,
+    parse_lawful_basis,
+    parse_publications,
+    parse_role,
+)
+from mailer.models import (
+    Contact,
+    ContactStatus,
+    LawfulBasis,
+    Publication,
+    Role,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
+from mailer.organisations import Directory
+
+REQUIRED_COLUMNS = ("email", "name", "organisation", "role")
+OPTIONAL_COLUMNS = (
+    "lawful_basis",
+    "consented_at",
+    "source",
+    "publications",
+    "consent_wording",
+    "status",
+)
+_HEADER_ALIASES = {
+    "e mail": "email",
+    "email address": "email",
+    "full name": "name",
+    "organization": "organisation",
+    "org": "organisation",
+    "job role": "role",
+}
+_UK = ZoneInfo("Europe/London")
+_CHUNK = 1 << 20
+
+
+class ImportFileError(Exception):
+    """The file cannot be read as a contacts CSV; nothing was written."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A row that was not written, with the field at fault and why."""
+
+    line: int
+    email: str
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, with dry_run, would do)."""
+
+    path: Path
+    encoding: str
+    dry_run: bool
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[RowProblem] = field(default_factory=list)
+    skipped: list[RowProblem] = field(default_factory=list)
+    ignored_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A row whose every field was understood."""
+
+    line: int
+    email: str
+    name: str
+    organisation_id: int
+    role: Role
+    lawful_basis: LawfulBasis
+    explicit_basis: bool
+    consented_at: datetime | None
+    source: str | None
+    consent_wording: str | None
+    publications: frozenset[Publication]
+    explicit_publications: bool
+    status: ContactStatus
+
+
+class _RowRejected(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def sniff(path: Path) -> tuple[str, int]:
+    """The file's encoding (``utf-8-sig``, ``utf-8`` or ``cp1252``) and its number of lines.
+
+    :raises ImportFileError: the file is missing, binary, UTF-16, or neither encoding.
+    """
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise ImportFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot open: {exc.strerror}") from None
+    with handle:
+        head = handle.read(4)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise ImportFileError(
+                f"{path}: the file is UTF-16; save it as 'CSV UTF-8' or 'CSV (Comma delimited)'"
+            )
+        candidates = ["utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8", "cp1252"]
+        for encoding in candidates:
+            handle.seek(0)
+            decoder = codecs.getincrementaldecoder(encoding)()
+            lines = 0
+            try:
+                while chunk := handle.read(_CHUNK):
+                    if b"\x00" in chunk:
+                        line = lines + chunk[: chunk.index(b"\x00")].count(b"\n") + 1
+                        raise ImportFileError(
+                            f"{path}:{line}: NUL byte: this is not a text CSV file"
+                        )
+                    decoder.decode(chunk)
+                    lines += chunk.count(b"\n")
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                continue
+            return encoding, lines
+    raise ImportFileError(f"{path}: the file is neither UTF-8 nor Windows-1252 text")
+
+
+def _column_key(text: str) -> str:
+    key = " ".join(re.split(r"[\s_\-]+", text.strip().casefold())).strip()
+    return _HEADER_ALIASES.get(key, key.replace(" ", "_"))
+
+
+def _delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in ",;\t"}
+    return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+
+
+def _parse_when(raw: str) -> datetime | None:
+    text = raw.strip()
+    if not text:
+        return None
+    parsed: datetime | None = None
+    match = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", text)
+    try:
+        if match:
+            day, month, year = (int(g) for g in match.groups())
+            parsed = datetime.combine(date(year, month, day), time(0), tzinfo=_UK)
+        elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            parsed = datetime.combine(date.fromisoformat(text), time(0), tzinfo=_UK)
+        else:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=_UK)
+    except ValueError:
+        raise _RowRejected(
+            "consented_at",
+            f"cannot read {text!r} as a date (use 2025-03-31, 31/03/2025 or 2025-03-31T09:30)",
+        ) from None
+    if parsed > clock.now():
+        raise _RowRejected("consented_at", f"{text!r} is in the future")
+    return parsed
+
+
+def _parse_status(raw: str) -> ContactStatus:
+    text = raw.strip().casefold()
+    if not text:
+        return ContactStatus.ACTIVE
+    allowed = (ContactStatus.ACTIVE, ContactStatus.DISABLED, ContactStatus.SUPPRESSED)
+    for status in allowed:
+        if status.value == text:
+            return status
+    raise _RowRejected(
+        "status", f"unknown status {raw.strip()!r} (expected active, disabled or suppressed)"
+    )
+
+
+class _Reader:
+    """Turns CSV records into checked rows; keeps track of addresses seen."""
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+        self.seen: dict[str, int] = {}
+
+    def check(self, line: int, cells: dict[str, str]) -> _Row:
+        try:
+            email = normalise_email(cells["email"])
+        except ContactFieldError as exc:
+            raise _RowRejected("email", str(exc)) from None
+        if email in self.seen:
+            raise _RowRejected("email", f"{email} is a duplicate of line {self.seen[email]}")
+        self.seen[email] = line
+        try:
+            name = clean_name(cells["name"])
+        except ContactFieldError as exc:
+            raise _RowRejected("name", str(exc)) from None
+        org_text = cells["organisation"].strip()
+        if not org_text:
+            raise _RowRejected("organisation", "organisation is empty")
+        organisation = self.directory.find(org_text)
+        if organisation is None or organisation.id is None:
+            hint = self.directory.suggest(org_text)
+            did_you_mean = f"; did you mean {hint!r}?" if hint else " (see `mailer orgs list`)"
+            raise _RowRejected("organisation", f"unknown organisation {org_text!r}{did_you_mean}")
+        try:
+            role = parse_role(cells["role"])
+        except ContactFieldError as exc:
+            raise _RowRejected("role", str(exc)) from None
+        try:
+            basis = parse_lawful_basis(cells.get("lawful_basis", ""))
+        except ContactFieldError as exc:
+            raise _RowRejected("lawful_basis", str(exc)) from None
+        is_lep = organisation.kind == "lep"
+        if basis is None and not is_lep:
+            raise _RowRejected(
+                "lawful_basis",
+                f"{organisation.name} is not a LEP: an external contact needs a lawful_basis "
+                "(consent or legitimate_interest)",
+            )
+        consented_at = _parse_when(cells.get("consented_at", ""))
+        if basis is LawfulBasis.CONSENT and consented_at is None:
+            raise _RowRejected("consented_at", "consent needs the date it was given")
+        try:
+            publications = parse_publications(cells.get("publications", ""))
+        except ContactFieldError as exc:
+            raise _RowRejected("publications", str(exc)) from None
+        explicit_publications = publications is not None
+        if publications is None:
+            publications = frozenset(Publication) if is_lep else frozenset({Publication.NEWSLETTER})
+        internal = sorted(p.value for p in publications if p.internal)
+        if internal and not is_lep:
+            raise _RowRejected(
+                "publications",
+                f"the {', '.join(internal)} is internal: only contacts of LEPs may receive it "
+                f"({organisation.name} is {organisation.kind.value.replace('_', ' ')})",
+            )
+        source = cells.get("source", "").strip()[:200] or None
+        wording = cells.get("consent_wording", "").strip()[:60] or None
+        return _Row(
+            line=line,
+            email=email,
+            name=name,
+            organisation_id=organisation.id,
+            role=role,
+            lawful_basis=basis or LawfulBasis.LEGITIMATE_INTEREST,
+            explicit_basis=basis is not None,
+            consented_at=consented_at,
+            source=source,
+            consent_wording=wording,
+            publications=publications,
+            explicit_publications=explicit_publications,
+            status=_parse_status(cells.get("status", "")),
+        )
+
+
+def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str] | None, list[str] | None]]:
+    """Yield (line, header, None) once, then (line, None, record) for each non-blank record."""
+    with path.open(encoding=encoding, newline="") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        reader = csv.reader(handle, delimiter=_delimiter(first))
+        line = 1
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ImportFileError(f"{path}: the file is empty")
+            yield 1, header, None
+            line = reader.line_num + 1
+            for record in reader:
+                start, line = line, reader.line_num + 1
+                if any(cell.strip() for cell in record):
+                    yield start, None, record
+        except csv.Error as exc:
+            raise ImportFileError(f"{path}:{line}: malformed CSV: {exc}") from None
+
+
+def _differences(row: _Row, contact: Contact, subscribed: set[Publication]) -> list[str]:
+    differs = []
+    if contact.name != row.name:
+        differs.append("name")
+    if contact.organisation_id != row.organisation_id:
+        differs.append("organisation")
+    if contact.role != row.role:
+        differs.append("role")
+    if row.explicit_basis and contact.lawful_basis != row.lawful_basis:
+        differs.append("lawful_basis")
+    if row.consented_at is not None and contact.consented_at != row.consented_at:
+        differs.append("consented_at")
+    if row.explicit_publications and row.publications - subscribed:
+        differs.append("publications")
+    return differs
+
+
+def _table(model: type[SQLModel]) -> sa.Table:
+    table = model.metadata.tables[str(model.__tablename__)]
+    return table
+
+
+class _Writer:
+    """Writes checked rows in batches inside the caller's transaction."""
+
+    def __init__(self, session: Session, report: ImportReport, update: bool, source: str) -> None:
+        self.session = session
+        self.report = report
+        self.update = update
+        self.default_source = source
+        self.now = clock.now()
+
+    def write(self, rows: list[_Row]) -> None:
+        session = self.session
+        emails = [r.email for r in rows]
+        suppressed = set(
+            session.execute(
+                sa.select(col(Suppression.email_hash)).where(
+                    col(Suppression.email_hash).in_([email_hash(e) for e in emails])
+                )
+            ).scalars()
+        )
+        existing = {
+            c.email: c for c in session.exec(select(Contact).where(col(Contact.email).in_(emails)))
+        }
+        subscribed: dict[int, set[Publication]] = {}
+        if existing:
+            ids = [c.id for c in existing.values()]
+            for contact_id, publication in session.execute(
+                sa.select(col(Subscription.contact_id), col(Subscription.publication)).where(
+                    col(Subscription.contact_id).in_(ids)
+                )
+            ):
+                subscribed.setdefault(contact_id, set()).add(publication)
+        new: list[_Row] = []
+        for row in rows:
+            if email_hash(row.email) in suppressed:
+                self.report.rejected.append(
+                    RowProblem(
+                        row.line,
+                        row.email,
+                        "email",
+                        "the address is suppressed (bounced, complained, or asked to be erased)",
+                    )
+                )
+                continue
+            contact = existing.get(row.email)
+            if contact is None:
+                new.append(row)
+                continue
+            assert contact.id is not None
+            have = subscribed.get(contact.id, set())
+            differs = _differences(row, contact, have)
+            if not differs:
+                self.report.unchanged += 1
+            elif self.update:
+                self._update(row, contact, have)
+                self.report.updated += 1
+            else:
+                self.report.skipped.append(
+                    RowProblem(
+                        row.line,
+                        row.email,
+                        ", ".join(differs),
+                        "already in the database with other values; --update applies them",
+                    )
+                )
+        if new:
+            self._insert(new)
+
+    def _insert(self, rows: list[_Row]) -> None:
+        values = [
+            {
+                "email": r.email,
+                "email_hash": email_hash(r.email),
+                "name": r.name,
+                "organisation_id": r.organisation_id,
+                "role": r.role,
+                "status": r.status,
+                "lawful_basis": r.lawful_basis,
+                "consent_source": r.source or self.default_source,
+                "consented_at": r.consented_at,
+                "consent_wording_version": r.consent_wording,
+                "consent_confirmed_at": None,
+                "created_at": self.now,
+                "updated_at": self.now,
+            }
+            for r in rows
+        ]
+        # Core inserts on the tables: one multi-row statement per batch, no ORM bookkeeping.
+        contacts = _table(Contact)
+        inserted = self.session.execute(
+            contacts.insert().returning(contacts.c.id, contacts.c.email), values
+        )
+        ids = {email: contact_id for contact_id, email in inserted}
+        subscriptions: list[dict[str, Any]] = [
+            {
+                "contact_id": ids[r.email],
+                "publication": publication,
+                "status": SubscriptionStatus.ACTIVE,
+                "created_at": self.now,
+                "updated_at": self.now,
+            }
+            for r in rows
+            for publication in sorted(r.publications)
+        ]
+        if subscriptions:
+            self.session.execute(_table(Subscription).insert(), subscriptions)
+        suppressions = [
+            {"email_hash": email_hash(r.email), "reason": "manual", "created_at": self.now}
+            for r in rows
+            if r.status is ContactStatus.SUPPRESSED
+        ]
+        if suppressions:
+            self.session.execute(_table(Suppression).insert(), suppressions)
+        self.report.added += len(rows)
+
+    def _update(self, row: _Row, contact: Contact, have: set[Publication]) -> None:
+        contact.name = row.name
+        contact.organisation_id = row.organisation_id
+        contact.role = row.role
+        if row.explicit_basis:
+            contact.lawful_basis = row.lawful_basis
+        if row.consented_at is not None:
+            contact.consented_at = row.consented_at
+        if row.source:
+            contact.consent_source = row.source
+        if row.consent_wording:
+            contact.consent_wording_version = row.consent_wording
+        contact.updated_at = self.now
+        # Import adds subscriptions; it never revives one the reader ended.
+        for publication in sorted(row.publications - have if row.explicit_publications else ()):
+            assert contact.id is not None
+            self.session.add(
+                Subscription(
+                    contact_id=contact.id,
+                    publication=publication,
+                    status=SubscriptionStatus.ACTIVE,
+                    created_at=self.now,
+                    updated_at=self.now,
+                )
+            )
+
+
+def import_contacts(
+    session: Session,
+    path: Path,
+    *,
+    dry_run: bool = False,
+    update: bool = False,
+    source: str | None = None,
+    batch_size: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Import contacts from a CSV file; commit the valid rows, or with ``dry_run`` nothing.
+
+    ``progress(line, total_lines)`` is called after each batch.
+
+    :raises ImportFileError: the file cannot be read; nothing is written.
+    """
+    encoding, total_lines = sniff(path)
+    report = ImportReport(path=path, encoding=encoding, dry_run=dry_run)
+    default_source = source or f"import:{path.name}"
+    reader = _Reader(Directory.load(session))
+    writer = _Writer(session, report, update, default_source)
+    columns: list[str] = []
+    batch: list[_Row] = []
+    last_line = 0
+    try:
+        for line, header, record in _records(path, encoding):
+            if header is not None:
+                columns = [_column_key(h) for h in header]
+                missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+                if missing:
+                    found = ", ".join(h.strip() for h in header) or "nothing"
+                    raise ImportFileError(
+                        f"{path}:1: missing column(s): {', '.join(missing)} "
+                        f"(the header row has: {found})"
+                    )
+                known = {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS}
+                report.ignored_columns = tuple(c for c in columns if c not in known)
+                continue
+            assert record is not None
+            report.rows += 1
+            last_line = line
+            if len(record) != len(columns):
+                email_at = columns.index("email")
+                report.rejected.append(
+                    RowProblem(
+                        line,
+                        record[email_at].strip() if email_at < len(record) else "",
+                        "(row)",
+                        f"expected {len(columns)} fields, found {len(record)}"
+                        + (" (an unquoted comma?)" if len(record) > len(columns) else ""),
+                    )
+                )
+                continue
+            cells = dict(zip(columns, record, strict=True))
+            try:
+                batch.append(reader.check(line, cells))
+            except _RowRejected as exc:
+                report.rejected.append(
+                    RowProblem(line, cells["email"].strip(), exc.field, exc.reason)
+                )
+            if len(batch) >= batch_size:
+                writer.write(batch)
+                batch = []
+                if progress:
+                    progress(line, total_lines)
+        if batch:
+            writer.write(batch)
+        if progress:
+            progress(max(last_line, total_lines), total_lines)
+    except BaseException:
+        session.rollback()
+        raise
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
+    report.rejected.sort(key=lambda p: p.line)
+    return report

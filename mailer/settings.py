@@ -1,0 +1,247 @@
+"""Deployment settings: ``config.toml`` read once into frozen, typed objects.
+
+Every key is declared here with its help text; ``config.toml`` documents each
+one in a comment. Secrets never live in the file: they come from ``MAILER_*``
+environment variables (see :class:`Secrets`).
+
+Errors::
+
+    ConfigError            the file is missing, is not TOML, or a key is wrong
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_ENV = "MAILER_CONFIG"
+DATABASE_URL_ENV = "MAILER_DATABASE_URL"
+SECRET_KEY_ENV = "MAILER_SECRET_KEY"  # noqa: S105 (a variable name, not a secret)
+SMTP_PASSWORD_ENV = "MAILER_SMTP_PASSWORD"  # noqa: S105
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message names the file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class NetworkSettings(_Section):
+    """Who sends: printed in every footer and used to build addresses."""
+
+    name: str = Field(
+        "LEP Network", min_length=1, description="The sender's name, as readers know it."
+    )
+    postal_address: str = Field(
+        "LEP Network, 1 Example Street, London, SW1A 0AA",
+        min_length=1,
+        description="Postal address printed in every footer (PECR: sender's identity).",
+    )
+    contact_email: str = Field(
+        "info@lepnetwork.example",
+        min_length=3,
+        description="Address readers can write to; printed in every footer.",
+    )
+    domain: str = Field(
+        "lepnetwork.example",
+        min_length=3,
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$",
+        description="Our mail domain: From addresses, Message-IDs, List-Ids and VERP.",
+    )
+
+
+class DatabaseSettings(_Section):
+    """Where the contact database and the outbox live."""
+
+    url: str = Field(
+        "sqlite:///var/mailer.db",
+        min_length=1,
+        description=(
+            "SQLAlchemy URL. A relative SQLite path is relative to this file. "
+            "Overridden by MAILER_DATABASE_URL."
+        ),
+    )
+    echo: bool = Field(False, description="Log every SQL statement (for debugging).")
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
+            raise ValueError("expected a sqlite:/// or postgresql:// URL")
+        return url
+
+
+class PathsSettings(_Section):
+    """Folders the engine reads and writes; relative paths are relative to this file."""
+
+    lists: str = Field(
+        "lists", description="Audience data: leps.csv, organisations.csv, publication files."
+    )
+    var: str = Field("var", description="Runtime data: the SQLite database, captured mail.")
+
+
+class ImportSettings(_Section):
+    """How contact CSV files are read."""
+
+    batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Rows written to the database per statement."
+    )
+    max_reported_errors: int = Field(
+        200,
+        ge=1,
+        description="Rejected rows listed in full on screen; the rest are counted.",
+    )
+
+
+class Settings(_Section):
+    """The whole configuration file."""
+
+    network: NetworkSettings = Field(
+        default_factory=NetworkSettings, description="The sending organisation."
+    )
+    database: DatabaseSettings = Field(
+        default_factory=DatabaseSettings, description="The database."
+    )
+    paths: PathsSettings = Field(default_factory=PathsSettings, description="Folders.")
+    contacts_import: ImportSettings = Field(
+        default_factory=ImportSettings,
+        alias="import",
+        description="Contact CSV imports.",
+    )
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secrets, read from the environment only (never from config.toml)."""
+
+    secret_key: str | None
+    smtp_password: str | None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Secrets:
+        return cls(
+            secret_key=environ.get(SECRET_KEY_ENV) or None,
+            smtp_password=environ.get(SMTP_PASSWORD_ENV) or None,
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings plus where they came from, with paths resolved."""
+
+    path: Path
+    settings: Settings
+    secrets: Secrets
+    database_url: str
+    lists_dir: Path
+    var_dir: Path
+
+
+def _format_error(error: Mapping[str, Any]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    if len(loc) >= 2:
+        where = f"[{loc[0]}] {'.'.join(loc[1:])}"
+    elif loc:
+        where = f"[{loc[0]}]"
+    else:
+        where = "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    expected = error["msg"]
+    if error["type"] == "value_error":
+        expected = expected.removeprefix("Value error, ")
+    got = error.get("input")
+    if isinstance(got, dict):
+        return f"{where}: {expected}"
+    return f"{where}: {expected} (got {got!r})"
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    rest = url[len(prefix) :]
+    if rest in ("", ":memory:") or rest.startswith("/"):
+        return url
+    return prefix + str((base / rest).resolve())
+
+
+def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
+    """Parse config text (as found at ``path``) into a :class:`Config`.
+
+    :raises ConfigError: the text is not TOML or a key is unknown or invalid.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(f"  {_format_error(e)}" for e in exc.errors())
+        raise ConfigError(f"{path}: invalid settings:\n{problems}") from exc
+    base = path.parent.resolve()
+    url = environ.get(DATABASE_URL_ENV) or settings.database.url
+    if environ.get(DATABASE_URL_ENV):
+        try:
+            DatabaseSettings(url=url)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{DATABASE_URL_ENV}: expected a sqlite:/// or postgresql:// URL"
+            ) from exc
+    return Config(
+        path=path,
+        settings=settings,
+        secrets=Secrets.from_environ(environ),
+        database_url=_resolve_sqlite(url, base),
+        lists_dir=(base / settings.paths.lists).resolve(),
+        var_dir=(base / settings.paths.var).resolve(),
+    )
+
+
+def config_path(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """The configuration file to use: ``$MAILER_CONFIG`` or ``./config.toml``."""
+    env = os.environ if environ is None else environ
+    named = env.get(CONFIG_ENV)
+    if named:
+        return Path(named)
+    return (cwd or Path.cwd()) / "config.toml"
+
+
+def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration once.
+
+    :raises ConfigError: the file is missing, unreadable or invalid.
+    """
+    env = os.environ if environ is None else environ
+    target = path or config_path(env)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        hint = (
+            f" (named by {CONFIG_ENV})"
+            if env.get(CONFIG_ENV)
+            else f"; run from the project folder or set {CONFIG_ENV}"
+        )
+        raise ConfigError(f"{target}: no such configuration file{hint}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{target}: cannot read: {exc}") from exc
+    return parse(text, path=target, environ=env)
+
+
+def documented_keys() -> Iterator[tuple[str, str, str]]:
+    """Every (section, key, help text) the file may hold, in declaration order."""
+    for section_name, section in Settings.model_fields.items():
+        table = section.alias or section_name
+        model = section.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for key, field in model.model_fields.items():
+            yield table, key, field.description or ""

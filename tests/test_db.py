@@ -1,0 +1,95 @@
+"""The schema: created and stamped once, harmless to re-run, migrations equal to the models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+from mailer import db
+from mailer.models import Organisation, OrganisationKind
+
+
+def test_a_fresh_database_is_created_and_stamped_then_left_alone(db_url: str) -> None:
+    engine = db.create_engine(db_url)
+    try:
+        assert db.schema_state(engine) is db.SchemaState.FRESH
+        assert db.init_schema(engine) is db.SchemaState.FRESH
+        assert db.current_revision(engine) == db.head_revision()
+        with Session(engine) as session:
+            session.add(Organisation(name="Kept LEP", kind=OrganisationKind.LEP))
+            session.commit()
+        # Running init again changes nothing and keeps the data.
+        assert db.init_schema(engine) is db.SchemaState.CURRENT
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM organisations")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_migrations_build_exactly_the_schema_the_models_describe(db_url: str) -> None:
+    # Upgrading an empty database through every migration must give what create_all gives.
+    engine = db.create_engine(db_url)
+    try:
+        db.upgrade(engine)
+        assert db.current_revision(engine) == db.head_revision()
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, SQLModel.metadata)
+        assert differences == []
+    finally:
+        engine.dispose()
+
+
+def test_tables_without_a_stamp_are_refused(db_url: str) -> None:
+    engine = db.create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            SQLModel.metadata.create_all(connection)
+        assert db.schema_state(engine) is db.SchemaState.UNVERSIONED
+        with pytest.raises(db.SchemaError, match="no alembic_version stamp"):
+            db.init_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: object) -> None:
+    engine = db.create_engine(f"sqlite:///{tmp_path}/nested/dir/mailer.db")
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+            assert connection.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_plain_postgresql_urls_use_psycopg_3() -> None:
+    assert db.normalise_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert db.normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_timestamps_come_back_aware_and_naive_ones_are_refused(engine: Engine) -> None:
+    with Session(engine) as session:
+        org = Organisation(name="Aware LEP", kind=OrganisationKind.LEP)
+        session.add(org)
+        session.commit()
+        session.refresh(org)
+        assert org.created_at.tzinfo is not None
+        org.created_at = datetime(2027, 1, 1)  # noqa: DTZ001
+        with pytest.raises(sa.exc.StatementError, match="naive datetime"):
+            session.commit()
+
+
+def test_a_status_outside_its_enum_is_refused_by_the_database(engine: Engine) -> None:
+    with engine.connect() as connection, pytest.raises(sa.exc.IntegrityError):
+        connection.execute(
+            sa.text(
+                "INSERT INTO organisations (name, kind, created_at) "
+                "VALUES ('Odd', 'pirate', CURRENT_TIMESTAMP)"
+            )
+        )

@@ -1,0 +1,352 @@
+"""Contact CSV import: every bad row named by line, valid rows all-or-nothing, idempotent."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from mailer import clock
+from mailer.contacts import email_hash
+from mailer.importer import ImportFileError, ImportReport, import_contacts, sniff
+from mailer.models import (
+    Contact,
+    ContactStatus,
+    LawfulBasis,
+    Publication,
+    Role,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+)
+from tests.helpers import write_csv
+
+HEADER = "email,name,organisation,role,lawful_basis,consented_at,source,publications\n"
+
+
+def _subscriptions(session: Session, email: str) -> dict[Publication, SubscriptionStatus]:
+    rows = session.execute(
+        sa.select(col(Subscription.publication), col(Subscription.status))
+        .join(Contact, col(Contact.id) == col(Subscription.contact_id))
+        .where(col(Contact.email) == email)
+    )
+    return {publication: status for publication, status in rows}
+
+
+def _count(session: Session, model: type[Contact] | type[Subscription]) -> int:
+    return int(session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one())
+
+
+def _problems(report: ImportReport) -> dict[int, str]:
+    return {p.line: f"{p.field}: {p.reason}" for p in report.rejected}
+
+
+def test_lep_and_external_contacts_get_the_right_publications_and_basis(
+    loaded: Session, tmp_path: Path
+) -> None:
+    # A LEP contact gets both publications on legitimate interest; an external contact with
+    # consent gets the newsletter only; a LEP contact can choose the newsletter alone.
+    path = write_csv(
+        tmp_path / "contacts.csv",
+        HEADER
+        + "ann@d2n2.example,Ann Lee,D2N2,Chief Executive/Director,,,,\n"
+        + "bo@fsb.example,Bo Chan,Federation of Small Businesses,stakeholder,consent,"
+        + "2025-03-31,sign-up form at LEP conference,\n"
+        + "cy@semlep.example,Cy Ng,semlep,officer,,,,newsletter\n",
+    )
+    with clock.frozen(datetime(2026, 11, 24, 12, tzinfo=UTC)):
+        report = import_contacts(loaded, path)
+    assert (report.rows, report.added, len(report.rejected)) == (3, 3, 0)
+    assert report.encoding == "utf-8"
+    assert _subscriptions(loaded, "ann@d2n2.example") == {
+        Publication.BULLETIN: SubscriptionStatus.ACTIVE,
+        Publication.NEWSLETTER: SubscriptionStatus.ACTIVE,
+    }
+    assert _subscriptions(loaded, "bo@fsb.example") == {
+        Publication.NEWSLETTER: SubscriptionStatus.ACTIVE
+    }
+    assert _subscriptions(loaded, "cy@semlep.example") == {
+        Publication.NEWSLETTER: SubscriptionStatus.ACTIVE
+    }
+    ann = loaded.exec(select(Contact).where(Contact.email == "ann@d2n2.example")).one()
+    assert ann.role is Role.CHIEF_EXECUTIVE
+    assert ann.lawful_basis is LawfulBasis.LEGITIMATE_INTEREST
+    assert ann.consent_source == "import:contacts.csv"
+    assert ann.email_hash == email_hash("ann@d2n2.example")
+    assert ann.created_at == datetime(2026, 11, 24, 12, tzinfo=UTC)
+    bo = loaded.exec(select(Contact).where(Contact.email == "bo@fsb.example")).one()
+    assert bo.lawful_basis is LawfulBasis.CONSENT
+    assert bo.consent_source == "sign-up form at LEP conference"
+    # 31 March 2025, midnight in London (BST had not begun): 00:00 UTC.
+    # 31 March 2025 began at 00:00 in London, already on summer time: 23:00 UTC the day before.
+    assert bo.consented_at == datetime(2025, 3, 30, 23, 0, tzinfo=UTC)
+
+
+def test_every_bad_row_is_reported_with_its_line_and_the_good_rows_are_written(
+    loaded: Session, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path / "messy.csv",
+        HEADER
+        + "good1@d2n2.example,Good One,D2N2,chair,,,,\n"  # line 2
+        + "not-an-address,Bad Address,D2N2,chair,,,,\n"  # 3
+        + "x@atlantis.example,Lost,Atlantis LEP,chair,,,,\n"  # 4
+        + "y@gbslep.example,Typo,Greater Birmingam and Solihull LEP,chair,,,,\n"  # 5
+        + "z@d2n2.example,Odd Role,D2N2,janitor,,,,\n"  # 6
+        + "GOOD1@d2n2.example,Twice,D2N2,officer,,,,\n"  # 7
+        + "gov@dbt.example,No Basis,DBT,stakeholder,,,,\n"  # 8
+        + "gov2@dbt.example,Wants Bulletin,DBT,stakeholder,consent,2025-01-01,,bulletin\n"  # 9
+        + "gov3@dbt.example,Undated,DBT,stakeholder,consent,,,\n"  # 10
+        + "gov4@dbt.example,Future,DBT,stakeholder,consent,2099-01-01,,\n"  # 11
+        + "too@d2n2.example,Too,Many,Fields,D2N2,chair,,,,\n"  # 12
+        + "short@d2n2.example,Short\n"  # 13
+        + '"multi@d2n2.example","Multi\nLine",D2N2,chair,,,,\n'  # 14-15
+        + "after@d2n2.example,After Multi,D2N2,chair,,,,\n"  # 16
+        + "\n"  # 17: blank, ignored
+        + "good2@d2n2.example,Good Two,D2N2,officer,,,,newsletter\n"  # 18
+        + "bad@d2n2.example,Bad Pub,D2N2,officer,,,,digest\n"  # 19
+        + "date@dbt.example,Bad Date,DBT,stakeholder,consent,31/02/2025,,\n"  # 20
+        + "basis@dbt.example,Bad Basis,DBT,stakeholder,whim,,,\n",  # 21
+    )
+    with clock.frozen(datetime(2026, 11, 24, tzinfo=UTC)):
+        report = import_contacts(loaded, path)
+    problems = _problems(report)
+    assert problems == {
+        3: problems[3],
+        4: "organisation: unknown organisation 'Atlantis LEP' (see `mailer orgs list`)",
+        5: "organisation: unknown organisation 'Greater Birmingam and Solihull LEP'; "
+        "did you mean 'Greater Birmingham and Solihull LEP'?",
+        6: problems[6],
+        7: "email: good1@d2n2.example is a duplicate of line 2",
+        8: problems[8],
+        9: problems[9],
+        10: "consented_at: consent needs the date it was given",
+        11: "consented_at: '2099-01-01' is in the future",
+        12: "(row): expected 8 fields, found 10 (an unquoted comma?)",
+        13: "(row): expected 8 fields, found 2",
+        14: "name: name contains a line break or control character",
+        19: problems[19],
+        20: problems[20],
+        21: problems[21],
+    }
+    assert problems[3].startswith("email: invalid address 'not-an-address'")
+    assert problems[6].startswith("role: unknown role 'janitor'")
+    assert "external contact needs a lawful_basis" in problems[8]
+    assert "bulletin is internal: only contacts of LEPs" in problems[9]
+    assert "unknown publication 'digest'" in problems[19]
+    assert "cannot read '31/02/2025' as a date" in problems[20]
+    assert "unknown lawful_basis 'whim'" in problems[21]
+    assert report.rows == 18  # 20 lines, one blank, one record over two lines
+    assert report.added == 3
+    assert {c.email for c in loaded.exec(select(Contact))} == {
+        "good1@d2n2.example",
+        "after@d2n2.example",
+        "good2@d2n2.example",
+    }
+
+
+def test_reimporting_the_same_file_changes_nothing(loaded: Session, tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "c.csv",
+        HEADER
+        + "ann@d2n2.example,Ann Lee,D2N2,chair,,,,\n"
+        + "bo@fsb.example,Bo Chan,FSB,stakeholder,consent,2025-03-31T10:15:00+01:00,,\n",
+    )
+    import_contacts(loaded, path)
+    before = [c.model_dump() for c in loaded.exec(select(Contact).order_by(col(Contact.id)))]
+    subscriptions = _count(loaded, Subscription)
+    again = import_contacts(loaded, path)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 2)
+    assert not again.rejected and not again.skipped
+    loaded.expire_all()
+    after = [c.model_dump() for c in loaded.exec(select(Contact).order_by(col(Contact.id)))]
+    assert after == before
+    assert _count(loaded, Subscription) == subscriptions
+
+
+def test_a_dry_run_writes_nothing_but_reports_everything(loaded: Session, tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "c.csv",
+        HEADER + "ann@d2n2.example,Ann Lee,D2N2,chair,,,,\nbad,Bad,D2N2,chair,,,,\n",
+    )
+    report = import_contacts(loaded, path, dry_run=True)
+    assert report.dry_run and report.added == 1 and list(_problems(report)) == [3]
+    assert _count(loaded, Contact) == 0
+    assert _count(loaded, Subscription) == 0
+
+
+def test_changed_rows_are_skipped_unless_update_is_asked(loaded: Session, tmp_path: Path) -> None:
+    import_contacts(
+        loaded,
+        write_csv(tmp_path / "a.csv", HEADER + "ann@d2n2.example,Ann Lee,D2N2,officer,,,,\n"),
+    )
+    changed = write_csv(
+        tmp_path / "b.csv", HEADER + "ann@d2n2.example,Ann Lee-Smith,D2N2,chair,,,,\n"
+    )
+    skipped = import_contacts(loaded, changed)
+    assert skipped.updated == 0
+    assert [(p.line, p.field) for p in skipped.skipped] == [(2, "name, role")]
+    updated = import_contacts(loaded, changed, update=True)
+    assert updated.updated == 1
+    ann = loaded.exec(select(Contact).where(Contact.email == "ann@d2n2.example")).one()
+    assert (ann.name, ann.role) == ("Ann Lee-Smith", Role.CHAIR)
+
+
+def test_an_import_never_revives_an_ended_subscription(loaded: Session, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "a.csv", HEADER + "ann@d2n2.example,Ann Lee,D2N2,chair,,,,\n")
+    import_contacts(loaded, path)
+    loaded.execute(
+        sa.update(Subscription)
+        .where(col(Subscription.publication) == Publication.BULLETIN)
+        .values(status=SubscriptionStatus.UNSUBSCRIBED)
+    )
+    loaded.commit()
+    explicit = write_csv(
+        tmp_path / "b.csv", HEADER + "ann@d2n2.example,Ann Lee,D2N2,chair,,,,bulletin;newsletter\n"
+    )
+    for report in (import_contacts(loaded, path), import_contacts(loaded, explicit, update=True)):
+        assert report.unchanged == 1
+    assert _subscriptions(loaded, "ann@d2n2.example")[Publication.BULLETIN] is (
+        SubscriptionStatus.UNSUBSCRIBED
+    )
+
+
+def test_a_suppressed_address_is_not_imported(loaded: Session, tmp_path: Path) -> None:
+    loaded.add(
+        Suppression(email_hash=email_hash("gone@d2n2.example"), reason=SuppressionReason.ERASURE)
+    )
+    loaded.commit()
+    report = import_contacts(
+        loaded, write_csv(tmp_path / "a.csv", HEADER + "Gone@D2N2.example,Gone,D2N2,chair,,,,\n")
+    )
+    assert _problems(report) == {
+        2: "email: the address is suppressed (bounced, complained, or asked to be erased)"
+    }
+    assert _count(loaded, Contact) == 0
+
+
+def test_windows_1252_and_bom_files_keep_their_letters(loaded: Session, tmp_path: Path) -> None:
+    text = "email,name,organisation,role\nzoe@d2n2.example,Zoë Brontë £,D2N2,chair\n"
+    cp1252 = write_csv(tmp_path / "excel.csv", text, encoding="cp1252")
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.replace("zoe@", "zoe2@").encode("utf-8"))
+    assert sniff(cp1252) == ("cp1252", 2)
+    assert sniff(bom)[0] == "utf-8-sig"
+    for path in (cp1252, bom):
+        report = import_contacts(loaded, path)
+        assert report.added == 1, report.rejected
+    names = {c.name for c in loaded.exec(select(Contact))}
+    assert names == {"Zoë Brontë £"}
+
+
+def test_semicolon_files_and_loose_headers_are_understood(loaded: Session, tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "semi.csv",
+        "E-mail;Full Name;Organization;Role;Notes\nann@d2n2.example;Ann Lee;D2N2;chair;x\n",
+    )
+    report = import_contacts(loaded, path)
+    assert report.added == 1
+    assert report.ignored_columns == ("notes",)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"", "the file is empty"),
+        (b"\xff\xfee\x00m\x00", "UTF-16"),
+        (b"email,name\x00,organisation,role\n", ":1: NUL byte"),
+        (b"email,name,organisation\nann@d2n2.example,Ann,D2N2\n", ":1: missing column.*role"),
+        (b"email,name,organisation,role\n\x81\x8d\x8f\x90\x9d\n", "neither UTF-8 nor Windows-1252"),
+    ],
+)
+def test_an_unreadable_file_is_an_error_and_nothing_is_written(
+    loaded: Session, tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ImportFileError, match=message):
+        import_contacts(loaded, path)
+    assert _count(loaded, Contact) == 0
+
+
+def test_malformed_csv_names_the_line_and_rolls_back_earlier_batches(
+    loaded: Session, tmp_path: Path
+) -> None:
+    # Two good rows are written (batch size 1) before a runaway quote swallows the rest of
+    # the file into one field larger than the CSV field limit.
+    path = write_csv(
+        tmp_path / "broken.csv",
+        "email,name,organisation,role\n"
+        "a@d2n2.example,A,D2N2,chair\n"
+        "b@d2n2.example,B,D2N2,chair\n"
+        'c@d2n2.example,"C,D2N2,chair\n' + "x@d2n2.example,X,D2N2,chair\n" * 20,
+    )
+    previous = csv.field_size_limit(200)
+    try:
+        with pytest.raises(ImportFileError, match=r"broken.csv:\d+: malformed CSV"):
+            import_contacts(loaded, path, batch_size=1)
+    finally:
+        csv.field_size_limit(previous)
+    assert _count(loaded, Contact) == 0
+
+
+def test_a_database_failure_mid_import_leaves_nothing_half_written(
+    engine: Engine, loaded: Session, tmp_path: Path
+) -> None:
+    # Fault injected in the real database: the third insert fails after two batches went in.
+    if engine.dialect.name == "sqlite":
+        trigger = (
+            "CREATE TRIGGER refuse BEFORE INSERT ON contacts WHEN NEW.email LIKE 'c@%' "
+            "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+        )
+        statements = [trigger]
+    else:
+        statements = [
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.email LIKE 'c@%' THEN RAISE EXCEPTION 'injected fault'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse BEFORE INSERT ON contacts "
+            "FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(sa.text(statement))
+    path = write_csv(
+        tmp_path / "c.csv",
+        "email,name,organisation,role\n"
+        "a@d2n2.example,A,D2N2,chair\nb@d2n2.example,B,D2N2,chair\nc@d2n2.example,C,D2N2,chair\n",
+    )
+    with pytest.raises(sa.exc.DatabaseError, match="injected fault"):
+        import_contacts(loaded, path, batch_size=1)
+    assert _count(loaded, Contact) == 0
+    assert _count(loaded, Subscription) == 0
+
+
+def test_a_suppressed_status_column_stays_suppressed(loaded: Session, tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "c.csv",
+        "email,name,organisation,role,status\nann@d2n2.example,Ann,D2N2,chair,suppressed\n",
+    )
+    assert import_contacts(loaded, path).added == 1
+    ann = loaded.exec(select(Contact).where(Contact.email == "ann@d2n2.example")).one()
+    assert ann.status is ContactStatus.SUPPRESSED
+    assert loaded.exec(select(Suppression).where(Suppression.email_hash == ann.email_hash)).one()
+
+
+def test_progress_reaches_the_last_line(loaded: Session, tmp_path: Path) -> None:
+    rows = "".join(f"p{i}@d2n2.example,P {i},D2N2,officer\n" for i in range(25))
+    path = write_csv(tmp_path / "p.csv", "email,name,organisation,role\n" + rows)
+    seen: list[tuple[int, int]] = []
+    import_contacts(
+        loaded, path, batch_size=10, progress=lambda line, total: seen.append((line, total))
+    )
+    assert [line for line, _ in seen] == [11, 21, 26]
+    assert all(total == 26 for _, total in seen)
