@@ -9,18 +9,10 @@ from rich.table import Table
 
 from mailer import audiences, publications
 from mailer.cli.state import console, state
+from mailer.contacts import ROLE_LABELS
 from mailer.models import OrganisationKind, Publication, Role
 
 app = typer.Typer(help="Audiences of the publications.", no_args_is_help=True)
-
-_SHORT_ROLE = {
-    Role.CHAIR: "chair",
-    Role.CHIEF_EXECUTIVE: "chief exec",
-    Role.OFFICER: "officer",
-    Role.COMMUNICATIONS_LEAD: "comms lead",
-    Role.BOARD_MEMBER: "board",
-    Role.STAKEHOLDER: "stakeholder",
-}
 
 
 @app.command("show")
@@ -39,30 +31,24 @@ def show_command(
     definition = publications.load(config.lists_dir, publication)
     with state(ctx).session() as session:
         counts = audiences.breakdown(session, publication, definition.audience)
-    grid: dict[OrganisationKind, dict[Role, int]] = {}
-    for item in counts:
-        grid.setdefault(item.organisation_kind, {})[item.role] = item.contacts
-    roles = [r for r in Role if any(r in row for row in grid.values())]
     table = Table(title=f"{definition.name} ({publication.value})", title_justify="left")
-    table.add_column("organisation kind")
-    for role in roles:
-        table.add_column(_SHORT_ROLE[role], justify="right")
-    table.add_column("total", justify="right", style="bold")
+    table.add_column("organisation kind / role")
+    table.add_column("contacts", justify="right")
+    by_kind: dict[OrganisationKind, list[audiences.AudienceCount]] = {}
+    for item in counts:
+        by_kind.setdefault(item.organisation_kind, []).append(item)
     for kind in OrganisationKind:
-        if kind not in grid:
+        items = by_kind.get(kind)
+        if not items:
             continue
-        row = grid[kind]
         table.add_row(
-            kind.value.replace("_", " "),
-            *(f"{row.get(role, 0):,}" for role in roles),
-            f"{sum(row.values()):,}",
+            f"[bold]{kind.value.replace('_', ' ')}[/]",
+            f"[bold]{sum(i.contacts for i in items):,}[/]",
         )
+        for item in sorted(items, key=lambda i: list(Role).index(i.role)):
+            table.add_row(f"  {ROLE_LABELS[item.role].lower()}", f"{item.contacts:,}")
     total = sum(item.contacts for item in counts)
     table.add_section()
-    table.add_row(
-        "total",
-        *(f"{sum(r.get(role, 0) for r in grid.values()):,}" for role in roles),
-        f"{total:,}",
-    )
+    table.add_row("[bold]total[/]", f"[bold]{total:,}[/]")
     console.print(table)
     console.print(f"{total:,} recipients")
