@@ -1,5 +1,9 @@
 """Contacts: addresses normalised and hashed, field parsing, listing and CSV export.
 
+Every CSV cell written for a spreadsheet (export, import reports) that begins with
+``= + - @``, a tab or a carriage return gets a leading ``'`` so no spreadsheet runs it
+as a formula; the importer takes exactly that one ``'`` off again.
+
 Errors::
 
     ContactFieldError   a value for a contact field cannot be understood
@@ -42,7 +46,15 @@ EXPORT_COLUMNS = (
     "consented_at",
     "source",
     "publications",
+    "unsubscribed",
 )
+# Subscriptions the reader ended: exported as `unsubscribed`, never revived by an import.
+ENDED_STATUSES = (
+    SubscriptionStatus.UNSUBSCRIBED,
+    SubscriptionStatus.BOUNCED,
+    SubscriptionStatus.COMPLAINED,
+)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ContactFieldError(ValueError):
@@ -62,6 +74,18 @@ def normalise_email(raw: str) -> str:
     except EmailNotValidError as exc:
         raise ContactFieldError(f"invalid address {text!r}: {exc}") from None
     return checked.normalized.lower()
+
+
+def to_spreadsheet_cell(value: str) -> str:
+    """``value`` made safe for a spreadsheet: a ``'`` before a leading = + - @ tab or CR."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def from_spreadsheet_cell(value: str) -> str:
+    """A cell as :func:`to_spreadsheet_cell` wrote it, with its one protective ``'`` removed."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
 
 
 def email_hash(email: str) -> str:
@@ -173,7 +197,8 @@ def parse_publications(raw: str) -> frozenset[Publication] | None:
 
 @dataclass(frozen=True)
 class ContactRow:
-    """One contact as listed or exported, with its organisation and active publications."""
+    """One contact as listed or exported, with its organisation, active publications and
+    the publications whose subscription was ended (unsubscribed, bounced, complained)."""
 
     email: str
     name: str
@@ -185,6 +210,13 @@ class ContactRow:
     consented_at: str
     source: str
     publications: tuple[Publication, ...]
+    unsubscribed: tuple[Publication, ...] = ()
+
+
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _rows_query(
@@ -207,11 +239,11 @@ def _rows_query(
     if role is not None:
         query = query.where(col(Contact.role) == role)
     if search:
-        pattern = f"%{search.casefold()}%"
+        pattern = _like_pattern(search.casefold())
         query = query.where(
             sa.or_(
-                sa.func.lower(col(Contact.email)).like(pattern),
-                sa.func.lower(col(Contact.name)).like(pattern),
+                sa.func.lower(col(Contact.email)).like(pattern, escape="\\"),
+                sa.func.lower(col(Contact.name)).like(pattern, escape="\\"),
             )
         )
     return query
@@ -226,25 +258,30 @@ def iter_contacts(
     limit: int | None = None,
     chunk: int = 1000,
 ) -> Iterator[ContactRow]:
-    """Contacts (not erased) in id order with their active publications, streamed."""
+    """Contacts (not erased) in id order with their active and ended publications, streamed."""
     query = _rows_query(organisation, role, search)
     if limit:
         query = query.limit(limit)
     contacts = session.execute(query.execution_options(yield_per=chunk))
     for batch in contacts.partitions():
         ids = [contact.id for contact, _ in batch]
-        subscribed = sorted(
+        found = sorted(
             session.execute(
-                sa.select(col(Subscription.contact_id), col(Subscription.publication)).where(
-                    col(Subscription.contact_id).in_(ids),
-                    col(Subscription.status) == SubscriptionStatus.ACTIVE,
-                )
+                sa.select(
+                    col(Subscription.contact_id),
+                    col(Subscription.publication),
+                    col(Subscription.status),
+                ).where(col(Subscription.contact_id).in_(ids))
             )
         )
-        publications = {
-            contact_id: tuple(p for _, p in group)
-            for contact_id, group in itertools.groupby(subscribed, key=lambda r: r[0])
-        }
+        publications: dict[int, tuple[Publication, ...]] = {}
+        ended: dict[int, tuple[Publication, ...]] = {}
+        for contact_id, group in itertools.groupby(found, key=lambda r: r[0]):
+            rows = list(group)
+            publications[contact_id] = tuple(
+                p for _, p, status in rows if status == SubscriptionStatus.ACTIVE
+            )
+            ended[contact_id] = tuple(p for _, p, status in rows if status in ENDED_STATUSES)
         for contact, org in batch:
             yield ContactRow(
                 email=contact.email,
@@ -257,6 +294,7 @@ def iter_contacts(
                 consented_at=contact.consented_at.isoformat() if contact.consented_at else "",
                 source=contact.consent_source or "",
                 publications=publications.get(contact.id or 0, ()),
+                unsubscribed=ended.get(contact.id or 0, ()),
             )
 
 
@@ -277,24 +315,25 @@ def count_contacts(
 def export_csv(session: Session, out: TextIO) -> int:
     """Write every contact (not erased) as CSV that ``mailer contacts import`` reads back.
 
+    Cells that a spreadsheet would run as a formula are written with a leading ``'``.
     Returns the number of contacts written.
     """
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     written = 0
     for row in iter_contacts(session):
-        writer.writerow(
-            [
-                row.email,
-                row.name,
-                row.organisation,
-                row.role.value,
-                row.status.value,
-                row.lawful_basis.value,
-                row.consented_at,
-                row.source,
-                ";".join(p.value for p in row.publications) or "none",
-            ]
-        )
+        cells = [
+            row.email,
+            row.name,
+            row.organisation,
+            row.role.value,
+            row.status.value,
+            row.lawful_basis.value,
+            row.consented_at,
+            row.source,
+            ";".join(p.value for p in row.publications) or "none",
+            ";".join(p.value for p in row.unsubscribed),
+        ]
+        writer.writerow([to_spreadsheet_cell(cell) for cell in cells])
         written += 1
     return written

@@ -2,6 +2,12 @@
 
 A fresh database is created from the models and stamped at the newest
 migration; an existing one is upgraded by Alembic (GNU Mailman's model).
+
+Errors::
+
+    SchemaError             the database holds tables this version cannot manage
+    DatabaseLocationError   the folder of a SQLite database cannot be created
+    MigrationError          a migration command cannot run (unknown revision, no checkout)
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
@@ -34,6 +41,14 @@ class SchemaState(StrEnum):
 
 class SchemaError(Exception):
     """The database holds tables this version of mailer cannot manage."""
+
+
+class DatabaseLocationError(Exception):
+    """The folder of a SQLite database cannot be created."""
+
+
+class MigrationError(Exception):
+    """A migration command cannot run: the revision is unknown, or there is no checkout."""
 
 
 def normalise_url(url: str) -> str:
@@ -61,7 +76,14 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseLocationError(
+                    f"cannot create the folder {folder} for the SQLite database: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         engine = sa.create_engine(url, echo=echo)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -115,9 +137,15 @@ def schema_state(engine: Engine) -> SchemaState:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run Alembic migrations up to ``revision``."""
-    with engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), revision)
+    """Run Alembic migrations up to ``revision``.
+
+    :raises MigrationError: Alembic cannot find ``revision`` or a way to it.
+    """
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), revision)
+    except CommandError as exc:
+        raise MigrationError(f"cannot upgrade to {revision!r}: {exc}") from exc
 
 
 def init_schema(engine: Engine) -> SchemaState:
@@ -140,7 +168,29 @@ def init_schema(engine: Engine) -> SchemaState:
     return state
 
 
-def autogenerate(engine: Engine, message: str) -> None:
-    """Write a new migration from the difference between the models and the database."""
-    with engine.begin() as connection:
-        command.revision(_alembic_config(connection), message=message, autogenerate=True)
+def source_checkout(folder: Path = MIGRATIONS) -> Path | None:
+    """The git checkout holding ``folder`` (a parent with a ``.git``), or None if installed."""
+    for parent in folder.resolve().parents:
+        if (parent / ".git").exists():
+            return parent
+    return None
+
+
+def autogenerate(engine: Engine, message: str, *, folder: Path = MIGRATIONS) -> None:
+    """Write a new migration from the difference between the models and the database.
+
+    :raises MigrationError: ``folder`` is not inside a git checkout (an installed package
+        must never be written to), or Alembic refuses.
+    """
+    if source_checkout(folder) is None:
+        raise MigrationError(
+            f"{folder} is not inside a git checkout: migrations are written by developers "
+            "in the source tree, never into an installed package"
+        )
+    try:
+        with engine.begin() as connection:
+            config = _alembic_config(connection)
+            config.set_main_option("script_location", str(folder))
+            command.revision(config, message=message, autogenerate=True)
+    except CommandError as exc:
+        raise MigrationError(f"cannot write a migration: {exc}") from exc

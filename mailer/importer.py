@@ -3,11 +3,13 @@
 A file in UTF-8 (with or without BOM) or Windows-1252, separated by commas,
 semicolons or tabs. Each rejected row is reported with its line number, the
 field at fault and why; the valid rows are written together or not at all.
-Importing the same file twice changes nothing.
+Importing the same file twice changes nothing. An import may make an existing
+contact's status stricter (active, then disabled, then suppressed), never looser,
+and never revives a subscription the reader ended.
 
 Errors::
 
-    ImportFileError   the file itself cannot be read (missing, binary, no header, bad CSV)
+    ImportFileError   the file itself cannot be read (missing, binary, bad header, bad CSV)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -30,6 +32,7 @@ from mailer.contacts import (
     ContactFieldError,
     clean_name,
     email_hash,
+    from_spreadsheet_cell,
     normalise_email,
     parse_lawful_basis,
     parse_publications,
@@ -44,8 +47,9 @@ from mailer.models import (
     Subscription,
     SubscriptionStatus,
     Suppression,
+    SuppressionReason,
 )
-from mailer.organisations import Directory
+from mailer.organisations import AmbiguousOrganisation, Directory
 
 REQUIRED_COLUMNS = ("email", "name", "organisation", "role")
 OPTIONAL_COLUMNS = (
@@ -55,6 +59,7 @@ OPTIONAL_COLUMNS = (
     "publications",
     "consent_wording",
     "status",
+    "unsubscribed",
 )
 _HEADER_ALIASES = {
     "e mail": "email",
@@ -65,7 +70,13 @@ _HEADER_ALIASES = {
     "job role": "role",
 }
 _UK = ZoneInfo("Europe/London")
+_EARLIEST = datetime(2000, 1, 1, tzinfo=_UK)
 _CHUNK = 1 << 20
+_SOURCE_MAX = 200
+_WORDING_MAX = 60
+# How strict a status is: an import may move a contact up this scale, never down.
+_STRICTNESS = {ContactStatus.ACTIVE: 0, ContactStatus.DISABLED: 1, ContactStatus.SUPPRESSED: 2}
+_SUPPRESSED_REASON = "the address is suppressed (bounced, complained, or asked to be erased)"
 
 
 class ImportFileError(Exception):
@@ -99,6 +110,16 @@ class ImportReport:
     rejected: list[RowProblem] = field(default_factory=list)
     skipped: list[RowProblem] = field(default_factory=list)
     ignored_columns: tuple[str, ...] = ()
+    warnings: list[str] = field(default_factory=list)
+
+
+class Sniffed(NamedTuple):
+    """What :func:`sniff` found: the encoding, the number of lines, and the first line
+    that is not UTF-8 (when the file was read as Windows-1252 instead)."""
+
+    encoding: str
+    lines: int
+    not_utf8_line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,7 @@ class _Row:
     consent_wording: str | None
     publications: frozenset[Publication]
     explicit_publications: bool
+    ended: frozenset[Publication]
     status: ContactStatus
 
 
@@ -127,8 +149,10 @@ class _RowRejected(Exception):
         self.reason = reason
 
 
-def sniff(path: Path) -> tuple[str, int]:
+def sniff(path: Path) -> Sniffed:
     """The file's encoding (``utf-8-sig``, ``utf-8`` or ``cp1252``) and its number of lines.
+
+    When UTF-8 fails, the result also names the first line that is not UTF-8.
 
     :raises ImportFileError: the file is missing, binary, UTF-16, or neither encoding.
     """
@@ -145,6 +169,7 @@ def sniff(path: Path) -> tuple[str, int]:
                 f"{path}: the file is UTF-16; save it as 'CSV UTF-8' or 'CSV (Comma delimited)'"
             )
         candidates = ["utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8", "cp1252"]
+        not_utf8_line: int | None = None
         for encoding in candidates:
             handle.seek(0)
             decoder = codecs.getincrementaldecoder(encoding)()
@@ -159,9 +184,13 @@ def sniff(path: Path) -> tuple[str, int]:
                     decoder.decode(chunk)
                     lines += chunk.count(b"\n")
                 decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
+            except UnicodeDecodeError as exc:
+                if not_utf8_line is None:
+                    # exc.object is the decoder's few held-back bytes (never a newline)
+                    # followed by the chunk being decoded.
+                    not_utf8_line = lines + exc.object[: exc.start].count(b"\n") + 1
                 continue
-            return encoding, lines
+            return Sniffed(encoding, lines, not_utf8_line)
     raise ImportFileError(f"{path}: the file is neither UTF-8 nor Windows-1252 text")
 
 
@@ -191,14 +220,25 @@ def _parse_when(raw: str) -> datetime | None:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=_UK)
-    except ValueError:
+        too_early = parsed < _EARLIEST
+        in_future = parsed > clock.now()
+    except (ValueError, OverflowError):
         raise _RowRejected(
             "consented_at",
             f"cannot read {text!r} as a date (use 2025-03-31, 31/03/2025 or 2025-03-31T09:30)",
         ) from None
-    if parsed > clock.now():
+    if too_early:
+        raise _RowRejected("consented_at", f"{text!r} is before 2000-01-01: check the year")
+    if in_future:
         raise _RowRejected("consented_at", f"{text!r} is in the future")
     return parsed
+
+
+def _parse_text(cells: dict[str, str], column: str, limit: int) -> str | None:
+    text = cells.get(column, "").strip()
+    if len(text) > limit:
+        raise _RowRejected(column, f"{column} is longer than {limit} characters ({len(text)})")
+    return text or None
 
 
 def _parse_status(raw: str) -> ContactStatus:
@@ -228,7 +268,6 @@ class _Reader:
             raise _RowRejected("email", str(exc)) from None
         if email in self.seen:
             raise _RowRejected("email", f"{email} is a duplicate of line {self.seen[email]}")
-        self.seen[email] = line
         try:
             name = clean_name(cells["name"])
         except ContactFieldError as exc:
@@ -236,7 +275,10 @@ class _Reader:
         org_text = cells["organisation"].strip()
         if not org_text:
             raise _RowRejected("organisation", "organisation is empty")
-        organisation = self.directory.find(org_text)
+        try:
+            organisation = self.directory.find(org_text)
+        except AmbiguousOrganisation as exc:
+            raise _RowRejected("organisation", str(exc)) from None
         if organisation is None or organisation.id is None:
             hint = self.directory.suggest(org_text)
             did_you_mean = f"; did you mean {hint!r}?" if hint else " (see `mailer orgs list`)"
@@ -263,9 +305,20 @@ class _Reader:
             publications = parse_publications(cells.get("publications", ""))
         except ContactFieldError as exc:
             raise _RowRejected("publications", str(exc)) from None
+        try:
+            ended = parse_publications(cells.get("unsubscribed", "")) or frozenset()
+        except ContactFieldError as exc:
+            raise _RowRejected("unsubscribed", str(exc)) from None
         explicit_publications = publications is not None
         if publications is None:
-            publications = frozenset(Publication) if is_lep else frozenset({Publication.NEWSLETTER})
+            default = frozenset(Publication) if is_lep else frozenset({Publication.NEWSLETTER})
+            publications = default - ended
+        both = sorted(p.value for p in publications & ended)
+        if both:
+            raise _RowRejected(
+                "unsubscribed",
+                f"{' and '.join(both)} is both in publications and unsubscribed",
+            )
         internal = sorted(p.value for p in publications if p.internal)
         if internal and not is_lep:
             raise _RowRejected(
@@ -273,8 +326,10 @@ class _Reader:
                 f"the {', '.join(internal)} is internal: only contacts of LEPs may receive it "
                 f"({organisation.name} is {organisation.kind.value.replace('_', ' ')})",
             )
-        source = cells.get("source", "").strip()[:200] or None
-        wording = cells.get("consent_wording", "").strip()[:60] or None
+        source = _parse_text(cells, "source", _SOURCE_MAX)
+        wording = _parse_text(cells, "consent_wording", _WORDING_MAX)
+        status = _parse_status(cells.get("status", ""))
+        self.seen[email] = line
         return _Row(
             line=line,
             email=email,
@@ -288,7 +343,8 @@ class _Reader:
             consent_wording=wording,
             publications=publications,
             explicit_publications=explicit_publications,
-            status=_parse_status(cells.get("status", "")),
+            ended=ended,
+            status=status,
         )
 
 
@@ -313,6 +369,12 @@ def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str] | None,
             raise ImportFileError(f"{path}:{line}: malformed CSV: {exc}") from None
 
 
+def _stricter(row: _Row, contact: Contact) -> bool:
+    """The row asks for a stricter status than the contact has (never a looser one)."""
+    current = _STRICTNESS.get(contact.status)
+    return current is not None and _STRICTNESS[row.status] > current
+
+
 def _differences(row: _Row, contact: Contact, subscribed: set[Publication]) -> list[str]:
     differs = []
     if contact.name != row.name:
@@ -327,6 +389,8 @@ def _differences(row: _Row, contact: Contact, subscribed: set[Publication]) -> l
         differs.append("consented_at")
     if row.explicit_publications and row.publications - subscribed:
         differs.append("publications")
+    if _stricter(row, contact):
+        differs.append("status")
     return differs
 
 
@@ -369,17 +433,17 @@ class _Writer:
                 subscribed.setdefault(contact_id, set()).add(publication)
         new: list[_Row] = []
         for row in rows:
-            if email_hash(row.email) in suppressed:
+            contact = existing.get(row.email)
+            is_suppressed = email_hash(row.email) in suppressed
+            # Refused: an address suppressed with no contact left (an erased person).
+            # A contact still on file is compared as usual: its status can only get stricter.
+            if (contact is None and is_suppressed) or (
+                contact is not None and contact.status is ContactStatus.ERASED
+            ):
                 self.report.rejected.append(
-                    RowProblem(
-                        row.line,
-                        row.email,
-                        "email",
-                        "the address is suppressed (bounced, complained, or asked to be erased)",
-                    )
+                    RowProblem(row.line, row.email, "email", _SUPPRESSED_REASON)
                 )
                 continue
-            contact = existing.get(row.email)
             if contact is None:
                 new.append(row)
                 continue
@@ -389,7 +453,7 @@ class _Writer:
             if not differs:
                 self.report.unchanged += 1
             elif self.update:
-                self._update(row, contact, have)
+                self._update(row, contact, have, is_suppressed)
                 self.report.updated += 1
             else:
                 self.report.skipped.append(
@@ -432,12 +496,16 @@ class _Writer:
             {
                 "contact_id": ids[r.email],
                 "publication": publication,
-                "status": SubscriptionStatus.ACTIVE,
+                "status": (
+                    SubscriptionStatus.UNSUBSCRIBED
+                    if publication in r.ended
+                    else SubscriptionStatus.ACTIVE
+                ),
                 "created_at": self.now,
                 "updated_at": self.now,
             }
             for r in rows
-            for publication in sorted(r.publications)
+            for publication in sorted(r.publications | r.ended)
         ]
         if subscriptions:
             self.session.execute(_table(Subscription).insert(), subscriptions)
@@ -450,7 +518,19 @@ class _Writer:
             self.session.execute(_table(Suppression).insert(), suppressions)
         self.report.added += len(rows)
 
-    def _update(self, row: _Row, contact: Contact, have: set[Publication]) -> None:
+    def _update(
+        self, row: _Row, contact: Contact, have: set[Publication], suppressed: bool
+    ) -> None:
+        if _stricter(row, contact):
+            contact.status = row.status
+            if row.status is ContactStatus.SUPPRESSED and not suppressed:
+                self.session.add(
+                    Suppression(
+                        email_hash=contact.email_hash,
+                        reason=SuppressionReason.MANUAL,
+                        created_at=self.now,
+                    )
+                )
         contact.name = row.name
         contact.organisation_id = row.organisation_id
         contact.role = row.role
@@ -477,6 +557,47 @@ class _Writer:
             )
 
 
+@dataclass(frozen=True)
+class _Header:
+    """The header row understood: a key per column ("" for a column with no name)."""
+
+    columns: list[str]
+    unnamed: list[int]
+
+
+def _column_label(index: int) -> str:
+    """``column 5 (E)``: the 1-based number and the spreadsheet letter of a column."""
+    letters, n = "", index + 1
+    while n:
+        n, rest = divmod(n - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return f"column {index + 1} ({letters})"
+
+
+def _read_header(path: Path, header: list[str]) -> _Header:
+    """The columns of the header row.
+
+    :raises ImportFileError: a required column is missing or a known column is named twice.
+    """
+    columns = [_column_key(h) for h in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        found = ", ".join(h.strip() for h in header if h.strip()) or "nothing"
+        raise ImportFileError(
+            f"{path}:1: missing column(s): {', '.join(missing)} (the header row has: {found})"
+        )
+    known = {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS}
+    repeated = []
+    for key in known:
+        where = [i for i, c in enumerate(columns) if c == key]
+        if len(where) > 1:
+            named = ", ".join(f"{header[i].strip()!r} ({_column_label(i)})" for i in where)
+            repeated.append((where[0], f"{key} is named more than once: {named}"))
+    if repeated:
+        raise ImportFileError(f"{path}:1: " + "; ".join(text for _, text in sorted(repeated)))
+    return _Header(columns, [i for i, c in enumerate(columns) if not c])
+
+
 def import_contacts(
     session: Session,
     path: Path,
@@ -489,33 +610,41 @@ def import_contacts(
 ) -> ImportReport:
     """Import contacts from a CSV file; commit the valid rows, or with ``dry_run`` nothing.
 
-    ``progress(line, total_lines)`` is called after each batch.
+    ``progress(line, total_lines)`` is called after each batch. A column with no name in
+    the header row is ignored when it is empty all the way down.
 
-    :raises ImportFileError: the file cannot be read; nothing is written.
+    :raises ImportFileError: the file cannot be read, a column is missing or named twice,
+        or a column with no name holds a value; nothing is written.
+    :raises ValueError: ``source`` is longer than 200 characters.
     """
-    encoding, total_lines = sniff(path)
+    if source is not None and len(source) > _SOURCE_MAX:
+        raise ValueError(f"source is longer than {_SOURCE_MAX} characters")
+    sniffed = sniff(path)
+    encoding, total_lines = sniffed.encoding, sniffed.lines
     report = ImportReport(path=path, encoding=encoding, dry_run=dry_run)
-    default_source = source or f"import:{path.name}"
+    if sniffed.not_utf8_line is not None:
+        report.warnings.append(
+            f"line {sniffed.not_utf8_line} is not UTF-8; the file was read as Windows-1252: "
+            "check accented names"
+        )
+    default_source = source or f"import:{path.name}"[:_SOURCE_MAX]
     reader = _Reader(Directory.load(session))
     writer = _Writer(session, report, update, default_source)
-    columns: list[str] = []
+    header = _Header([], [])
     batch: list[_Row] = []
     last_line = 0
     try:
-        for line, header, record in _records(path, encoding):
-            if header is not None:
-                columns = [_column_key(h) for h in header]
-                missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-                if missing:
-                    found = ", ".join(h.strip() for h in header) or "nothing"
-                    raise ImportFileError(
-                        f"{path}:1: missing column(s): {', '.join(missing)} "
-                        f"(the header row has: {found})"
-                    )
-                known = {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS}
-                report.ignored_columns = tuple(c for c in columns if c not in known)
+        for line, header_cells, record in _records(path, encoding):
+            if header_cells is not None:
+                header = _read_header(path, header_cells)
+                report.ignored_columns = tuple(
+                    c
+                    for c in header.columns
+                    if c and c not in {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS}
+                )
                 continue
             assert record is not None
+            columns = header.columns
             report.rows += 1
             last_line = line
             if len(record) != len(columns):
@@ -530,7 +659,13 @@ def import_contacts(
                     )
                 )
                 continue
-            cells = dict(zip(columns, record, strict=True))
+            for index in header.unnamed:
+                if record[index].strip():
+                    raise ImportFileError(
+                        f"{path}:{line}: {_column_label(index)} has no name in the header row "
+                        f"but holds {record[index].strip()[:40]!r}: name the column or delete it"
+                    )
+            cells = dict(zip(columns, (from_spreadsheet_cell(c) for c in record), strict=True))
             try:
                 batch.append(reader.check(line, cells))
             except _RowRejected as exc:

@@ -2,14 +2,15 @@
 
 Errors::
 
-    OrganisationError   a list file row or a new organisation is invalid
+    OrganisationError          a list file row or a new organisation is invalid
+     +-- AmbiguousOrganisation a name or short name that answers for two organisations
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +44,28 @@ def _key(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+_LIMITS = {"name": 200, "short_name": 60, "board_group": 100, "website": 300}
+
+
+@dataclass(frozen=True)
+class ListRow:
+    """One organisation as a list file gives it, with where it came from (``file:line``)."""
+
+    where: str
+    fields: dict[str, str | None]
+
+
+def _check_lengths(values: dict[str, str | None], prefix: str) -> None:
+    for field, limit in _LIMITS.items():
+        value = values.get(field)
+        if value is not None and len(value) > limit:
+            raise OrganisationError(f"{prefix}{field}: longer than {limit} characters")
+
+
 def _fields(
     row: dict[str, str], *, path: Path, line: int, kind: OrganisationKind | None
 ) -> dict[str, str | None]:
-    name = (row.get("name") or "").strip()
+    name = " ".join((row.get("name") or "").split())
     if not name:
         raise OrganisationError(f"{path}:{line}: name is empty")
     raw_kind = (row.get("kind") or "").strip() if kind is None else kind.value
@@ -61,22 +80,26 @@ def _fields(
         raise OrganisationError(
             f"{path}:{line}: kind 'lep' belongs in {LEPS_FILE}, the one list of LEPs"
         )
-    return {
+    fields: dict[str, str | None] = {
         "name": name,
-        "short_name": (row.get("short_name") or "").strip() or None,
+        "short_name": " ".join((row.get("short_name") or "").split()) or None,
         "kind": parsed_kind.value,
         "board_group": (row.get("board_group") or "").strip() or None,
         "website": (row.get("website") or "").strip() or None,
     }
+    _check_lengths(fields, f"{path}:{line}: ")
+    return fields
 
 
-def _read(path: Path, kind: OrganisationKind | None) -> list[dict[str, str | None]]:
+def _read(path: Path, kind: OrganisationKind | None) -> list[ListRow]:
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
             rows = []
             for row in reader:
-                rows.append(_fields(row, path=path, line=reader.line_num, kind=kind))
+                where = f"{path}:{reader.line_num}"
+                fields = _fields(row, path=path, line=reader.line_num, kind=kind)
+                rows.append(ListRow(where, fields))
             return rows
     except FileNotFoundError as exc:
         raise OrganisationError(f"{path}: no such file") from exc
@@ -84,22 +107,76 @@ def _read(path: Path, kind: OrganisationKind | None) -> list[dict[str, str | Non
         raise OrganisationError(f"{path}: cannot read: {exc}") from exc
 
 
-def upsert(session: Session, rows: Iterable[dict[str, str | None]]) -> LoadResult:
-    """Add organisations that are new (by name) and update those that changed."""
-    existing = {_key(o.name): o for o in session.exec(select(Organisation))}
-    added = updated = unchanged = 0
+def _keys(name: str, short_name: str | None) -> set[str]:
+    """The lookup keys an organisation answers to: its name and its short name."""
+    return {_key(name), *([_key(short_name)] if short_name else [])}
+
+
+def _describe(organisation: Organisation) -> str:
+    short = f" ({organisation.short_name})" if organisation.short_name else ""
+    return f"{organisation.name!r}{short}"
+
+
+def _check_rows(rows: Sequence[ListRow]) -> None:
+    """No two rows of the list files may share a name or short name, in either role."""
+    claimed: dict[str, ListRow] = {}
     for row in rows:
-        name = row["name"]
+        name, short = row.fields["name"], row.fields["short_name"]
         assert name is not None
-        found = existing.get(_key(name))
+        for key in _keys(name, short):
+            earlier = claimed.get(key)
+            if earlier is not None:
+                raise OrganisationError(
+                    f"{row.where}: {key!r} already names {earlier.fields['name']!r} "
+                    f"at {earlier.where}; names and short names must be unique across "
+                    f"{LEPS_FILE} and {EXTERNAL_FILE}"
+                )
+            claimed[key] = row
+
+
+def upsert(session: Session, rows: Sequence[ListRow]) -> LoadResult:
+    """Add organisations that are new (by name) and update those that changed.
+
+    :raises OrganisationError: two rows, or a row and an organisation already stored, share
+        a name or short name; or a row would turn a LEP into another kind or the reverse.
+    """
+    _check_rows(rows)
+    stored = list(session.exec(select(Organisation)))
+    by_name = {_key(o.name): o for o in stored}
+    targets = [by_name.get(_key(str(row.fields["name"]))) for row in rows]
+    from_files = {id(o) for o in targets if o is not None}
+    # Keys held by stored organisations that no row rewrites.
+    kept: dict[str, Organisation] = {}
+    for organisation in stored:
+        if id(organisation) not in from_files:
+            for key in _keys(organisation.name, organisation.short_name):
+                kept[key] = organisation
+    for row, found in zip(rows, targets, strict=True):
+        name, short = str(row.fields["name"]), row.fields["short_name"]
+        for key in _keys(name, short):
+            other = kept.get(key)
+            if other is not None:
+                raise OrganisationError(
+                    f"{row.where}: {key!r} already names {_describe(other)} in the database "
+                    "(added with `mailer orgs add`?); rename one of them"
+                )
+        kind = OrganisationKind(str(row.fields["kind"]))
+        if found is not None and (found.kind is OrganisationKind.LEP) != (
+            kind is OrganisationKind.LEP
+        ):
+            raise OrganisationError(
+                f"{row.where}: {found.name!r} is stored as {found.kind.value}; a list reload "
+                f"cannot make it {kind.value} (the bulletin goes to LEPs only): fix the row, "
+                "or give the organisation a new name"
+            )
+    added = updated = unchanged = 0
+    for row, found in zip(rows, targets, strict=True):
         if found is None:
-            organisation = Organisation.model_validate(row)
-            session.add(organisation)
-            existing[_key(name)] = organisation
+            session.add(Organisation.model_validate(row.fields))
             added += 1
             continue
         changed = False
-        for field, value in row.items():
+        for field, value in row.fields.items():
             current = getattr(found, field)
             if (None if current is None else str(current)) != value:
                 setattr(found, field, OrganisationKind(str(value)) if field == "kind" else value)
@@ -113,7 +190,8 @@ def upsert(session: Session, rows: Iterable[dict[str, str | None]]) -> LoadResul
 def load_lists(session: Session, lists_dir: Path) -> LoadResult:
     """Load ``leps.csv`` (every row a LEP) and ``organisations.csv`` (external ones).
 
-    :raises OrganisationError: a file is missing or a row is invalid; nothing is written.
+    :raises OrganisationError: a file is missing, a row is invalid, a name or short name is
+        used twice, or a LEP would change kind; nothing is written.
     """
     leps = _read(lists_dir / LEPS_FILE, OrganisationKind.LEP)
     external_path = lists_dir / EXTERNAL_FILE
@@ -132,51 +210,87 @@ def add(
 ) -> Organisation:
     """Add one organisation.
 
-    :raises OrganisationError: the name or short name is taken, or a field is empty.
+    :raises OrganisationError: the name or short name is already a name or short name of
+        another organisation, or a field is empty or too long.
     """
     name = " ".join(name.split())
     if not name:
         raise OrganisationError("name: must not be empty")
+    short_name = " ".join((short_name or "").split()) or None
+    values = {
+        "name": name,
+        "short_name": short_name,
+        "website": (website or "").strip() or None,
+        "board_group": (board_group or "").strip() or None,
+    }
+    _check_lengths(values, "")
+    wanted = {_key(name): ("name", name)}
+    if short_name:
+        wanted.setdefault(_key(short_name), ("short name", short_name))
     for existing in session.exec(select(Organisation)):
-        if _key(existing.name) == _key(name) or (
-            short_name and existing.short_name and _key(existing.short_name) == _key(short_name)
-        ):
-            raise OrganisationError(f"name: {existing.name!r} already exists")
+        for key in _keys(existing.name, existing.short_name):
+            if key in wanted:
+                label, text = wanted[key]
+                raise OrganisationError(
+                    f"{label}: {text!r} already exists as the name or short name of "
+                    f"{_describe(existing)}"
+                )
     organisation = Organisation(
         name=name,
         kind=kind,
-        short_name=short_name or None,
-        website=website or None,
-        board_group=board_group or None,
+        short_name=short_name,
+        website=values["website"],
+        board_group=values["board_group"],
     )
     session.add(organisation)
     session.flush()
     return organisation
 
 
+class AmbiguousOrganisation(OrganisationError):
+    """A name or short name that answers for more than one organisation."""
+
+
 class Directory:
-    """Organisations by name or short name, case-insensitively, for fast lookups."""
+    """Organisations by name or short name, case-insensitively, for fast lookups.
+
+    A key that names two organisations (one's name is another's short name) is never
+    resolved to either: :meth:`find` raises :class:`AmbiguousOrganisation`.
+    """
 
     def __init__(self, organisations: Sequence[Organisation]) -> None:
-        self._by_key: dict[str, Organisation] = {}
+        self._by_key: dict[str, list[Organisation]] = {}
         for organisation in organisations:
-            self._by_key[_key(organisation.name)] = organisation
-            if organisation.short_name:
-                self._by_key.setdefault(_key(organisation.short_name), organisation)
+            for key in _keys(organisation.name, organisation.short_name):
+                self._by_key.setdefault(key, []).append(organisation)
 
     @classmethod
     def load(cls, session: Session) -> Directory:
         return cls(list(session.exec(select(Organisation))))
 
     def find(self, text: str) -> Organisation | None:
-        return self._by_key.get(_key(text))
+        """The organisation named ``text`` (name or short name), or None.
+
+        :raises AmbiguousOrganisation: ``text`` names more than one organisation.
+        """
+        found = self._by_key.get(_key(text))
+        if not found:
+            return None
+        if len(found) > 1:
+            names = " and ".join(_describe(o) for o in found)
+            raise AmbiguousOrganisation(
+                f"{text.strip()!r} names {len(found)} organisations: {names}; "
+                "use the full name (and rename one of them)"
+            )
+        return found[0]
 
     def suggest(self, text: str) -> str | None:
         """The closest known name, for a helpful error message."""
-        matches = difflib.get_close_matches(_key(text), list(self._by_key), n=1, cutoff=0.75)
+        keys = [key for key, found in self._by_key.items() if len(found) == 1]
+        matches = difflib.get_close_matches(_key(text), keys, n=1, cutoff=0.75)
         if not matches:
             return None
-        return self._by_key[matches[0]].name
+        return self._by_key[matches[0]][0].name
 
 
 def summaries(session: Session, kind: OrganisationKind | None = None) -> list[OrganisationSummary]:

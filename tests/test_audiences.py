@@ -204,7 +204,8 @@ def test_resolution_is_streamed_as_plain_records(session: Session) -> None:
 
 
 # The property: whatever organisations, contacts, statuses, subscriptions and rule, the
-# bulletin's audience is exactly the active, subscribed, unsuppressed LEP contacts.
+# bulletin's audience is exactly the active, subscribed, unsuppressed LEP contacts, and the
+# newsletter's is exactly the active, subscribed, unsuppressed contacts of the rule's kinds.
 
 _orgs = st.lists(st.sampled_from(list(OrganisationKind)), min_size=1, max_size=6)
 _contacts = st.lists(
@@ -240,12 +241,15 @@ def test_property_the_bulletin_never_leaves_the_leps(
     people: list[tuple[int, ContactStatus, dict[Publication, SubscriptionStatus], bool]],
     rule_kinds: frozenset[OrganisationKind],
 ) -> None:
+    # Random organisations, contacts and a rule built without validation: each audience
+    # must equal the one computed here by hand from the same facts.
     with memory_engine.connect() as connection:
         transaction = connection.begin()
         session = Session(bind=connection)
         try:
             orgs = [_org(session, f"Org {i}", kind) for i, kind in enumerate(org_kinds)]
             expected = set()
+            expected_newsletter = set()
             for n, (which, status, subscribed, suppressed) in enumerate(people):
                 org = orgs[which % len(orgs)]
                 email = f"p{n}@org{which}.example"
@@ -262,6 +266,13 @@ def test_property_the_bulletin_never_leaves_the_leps(
                     and not suppressed
                 ):
                     expected.add(email)
+                if (
+                    org.kind in rule_kinds
+                    and status is ContactStatus.ACTIVE
+                    and subscribed.get(Publication.NEWSLETTER) is SubscriptionStatus.ACTIVE
+                    and not suppressed
+                ):
+                    expected_newsletter.add(email)
             session.flush()
             # The rule is built without validation, as a hostile list file could make it.
             rule = AudienceRule.model_construct(organisation_kinds=rule_kinds, roles=frozenset())
@@ -270,6 +281,11 @@ def test_property_the_bulletin_never_leaves_the_leps(
             assert all(r.organisation_kind is OrganisationKind.LEP for r in got)
             for recipient in got:
                 audiences.check_contact(session, Publication.BULLETIN, recipient.contact_id)
+            newsletter = list(audiences.resolve(session, Publication.NEWSLETTER, rule))
+            assert {r.email for r in newsletter} == expected_newsletter
+            assert len(newsletter) == len(expected_newsletter)
+            assert all(r.organisation_kind in rule_kinds for r in newsletter)
+            assert audiences.count(session, Publication.NEWSLETTER, rule) == len(newsletter)
         finally:
             session.close()
             transaction.rollback()

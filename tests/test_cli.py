@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -87,11 +88,13 @@ def test_a_bad_file_is_reported_row_by_row_and_exits_zero(project: Path, tmp_pat
 
 
 def test_a_dry_run_says_so_and_writes_nothing(project: Path, tmp_path: Path) -> None:
+    # A dry run succeeds, reports what it would do, and leaves the database empty.
     assert run("init").exit_code == 0
     path = write_csv(
         tmp_path / "c.csv", "email,name,organisation,role\nann@d2n2.example,Ann,D2N2,chair\n"
     )
     result = run("contacts", "import", str(path), "--dry-run")
+    assert result.exit_code == 0, result.output
     assert "1 would be added" in result.output
     assert "Dry run: nothing was written" in result.output
     assert "0 of 0 contacts shown" in run("contacts", "list").output
@@ -143,6 +146,11 @@ def test_orgs_add_takes_external_kinds_only(project: Path) -> None:
     assert refused.exit_code == 2 and "lists/leps.csv" in refused.output
     again = run("orgs", "add", "local radio ltd", "--kind", "media")
     assert again.exit_code == 2 and "already exists" in again.output
+    # The short name of a LEP cannot become the name of a government body.
+    clash = run("orgs", "add", "D2N2", "--kind", "government")
+    assert clash.exit_code == 2, clash.output
+    assert "'D2N2' already exists as the name or short name of 'Derby" in clash.output
+    assert "D2N2" not in run("orgs", "list", "--kind", "government").output
 
 
 def test_configuration_errors_name_the_key(project: Path) -> None:
@@ -199,3 +207,73 @@ def test_the_installed_command_runs_in_a_fresh_folder(project: Path) -> None:
     )
     assert shown.returncode == 0, shown.stderr
     assert "recipients" in shown.stdout
+
+
+def _clean_error(result: Result, text: str) -> None:
+    """Exit status 2, the message shown, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert text in result.output, result.output
+
+
+def test_unwritable_paths_and_bad_values_are_clean_errors(project: Path, tmp_path: Path) -> None:
+    # Mistakes at the terminal get one line and exit status 2, never a traceback; a report
+    # path that cannot be written stops the import before anything is written.
+    assert run("init", "--demo").exit_code == 0
+    _clean_error(run("contacts", "export", "/no/dir/x.csv"), "/no/dir/x.csv: cannot write")
+    path = write_csv(
+        tmp_path / "c.csv", "email,name,organisation,role\nnew@d2n2.example,New,D2N2,chair\n"
+    )
+    refused = run("contacts", "import", str(path), "--report", "/no/dir/r.csv")
+    _clean_error(refused, "--report /no/dir/r.csv: cannot write")
+    assert "0 of 0 contacts shown" in run("contacts", "list", "--search", "new@").output
+    _clean_error(run("contacts", "list", "--limit", "-1"), "--limit")
+    _clean_error(run("orgs", "add", "x" * 201, "--kind", "media"), "name: longer than 200")
+    _clean_error(
+        run("orgs", "add", "Short Ltd", "--kind", "media", "--short-name", "s" * 61),
+        "short_name: longer than 60",
+    )
+    _clean_error(run("db", "upgrade", "nonsense"), "Can't locate revision identified by")
+    _clean_error(
+        run("contacts", "import", str(path), "--source", "s" * 201), "--source: longer than 200"
+    )
+
+
+def test_a_database_folder_that_cannot_be_made_is_a_clean_error(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file stands where the SQLite database's folder should be.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("", encoding="utf-8")
+    monkeypatch.setenv("MAILER_DATABASE_URL", f"sqlite:///{blocker}/var/mailer.db")
+    _clean_error(run("init"), "cannot create the folder")
+
+
+def test_db_revision_is_for_developers_only(project: Path) -> None:
+    # Hidden from help (it writes into the package); its own --help still explains it.
+    listed = run("db", "--help").output
+    assert re.search(r"^\W+upgrade\s", listed, re.MULTILINE), listed
+    assert not re.search(r"^\W+revision\s", listed, re.MULTILINE), listed
+    own = run("db", "revision", "--help")
+    assert own.exit_code == 0 and "git checkout" in own.output
+
+
+def test_a_report_and_warnings_are_safe_to_open(project: Path, tmp_path: Path) -> None:
+    # A rejected address that looks like a formula is written to the report with a leading
+    # ', and a file that is not all UTF-8 is warned about with the line that broke it.
+    assert run("init").exit_code == 0
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        b"email,name,organisation,role\r\n"
+        b'"=HYPERLINK(""http://x"")",Bad,D2N2,chair\r\n'
+        b"zoe@d2n2.example,Zo\xeb,D2N2,chair\r\n"
+    )
+    report = tmp_path / "report.csv"
+    result = run("contacts", "import", str(path), "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert "warning: line 3 is not UTF-8; the file was read as Windows-1252" in result.output
+    with report.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["line"], r["email"]) for r in rows] == [("2", '\'=HYPERLINK("http://x")')]
+    assert "Zoë" in run("contacts", "list").output

@@ -140,3 +140,48 @@ def test_listing_filters_by_organisation_role_and_text(loaded: Session, tmp_path
     assert [r.name for r in contacts.iter_contacts(loaded, search="CHAN")] == ["Bo Chan"]
     assert contacts.count_contacts(loaded, role=Role.CHAIR) == 2
     assert len(list(contacts.iter_contacts(loaded, limit=1))) == 1
+
+
+def test_search_takes_percent_and_underscore_literally(loaded: Session, tmp_path: Path) -> None:
+    # In SQL LIKE, _ matches any character and % any run: a search for "a_b" must not find
+    # "axb", and a search for "%" finds only a name that holds one.
+    import_contacts(
+        loaded,
+        write_csv(
+            tmp_path / "in.csv",
+            "email,name,organisation,role\n"
+            "a_b@d2n2.example,Ann Lee,D2N2,chair\n"
+            "axb@d2n2.example,Bo Chan,D2N2,officer\n"
+            "cy@d2n2.example,Cy 100% Ng,D2N2,officer\n"
+            "di@d2n2.example,Di\\Ng,D2N2,officer\n",
+        ),
+    )
+    assert [r.email for r in contacts.iter_contacts(loaded, search="a_b")] == ["a_b@d2n2.example"]
+    assert [r.name for r in contacts.iter_contacts(loaded, search="%")] == ["Cy 100% Ng"]
+    assert [r.name for r in contacts.iter_contacts(loaded, search="0% n")] == ["Cy 100% Ng"]
+    assert [r.name for r in contacts.iter_contacts(loaded, search="i\\n")] == ["Di\\Ng"]
+    assert contacts.count_contacts(loaded, search="_") == 1
+    assert contacts.count_contacts(loaded, search="@d2n2") == 4
+
+
+@pytest.mark.parametrize(
+    ("cell", "safe"),
+    [
+        ("=cmd", "'=cmd"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("plain", "plain"),
+        ("'quoted", "'quoted"),
+        ("", ""),
+    ],
+)
+def test_cells_a_spreadsheet_would_run_get_a_quote_that_import_removes(
+    cell: str, safe: str
+) -> None:
+    # Export guards a formula-like cell with one '; reading it back removes exactly that '.
+    assert contacts.to_spreadsheet_cell(cell) == safe
+    assert contacts.from_spreadsheet_cell(safe) == cell
+    assert contacts.from_spreadsheet_cell("''=x") == "''=x"

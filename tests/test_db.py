@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -69,7 +70,9 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: object) -> None:
 
 
 def test_plain_postgresql_urls_use_psycopg_3() -> None:
+    # Both spellings of a PostgreSQL URL choose psycopg 3; other URLs are left alone.
     assert db.normalise_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert db.normalise_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
     assert db.normalise_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
@@ -93,3 +96,34 @@ def test_a_status_outside_its_enum_is_refused_by_the_database(engine: Engine) ->
                 "VALUES ('Odd', 'pirate', CURRENT_TIMESTAMP)"
             )
         )
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    # A file where the folder should be: mkdir fails, and the error names the folder.
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder", encoding="utf-8")
+    with pytest.raises(db.DatabaseLocationError, match=r"cannot create the folder .*taken/sub"):
+        db.create_engine(f"sqlite:///{blocker}/sub/mailer.db")
+
+
+def test_an_unknown_revision_is_a_migration_error(engine: Engine) -> None:
+    # Alembic's own error becomes mailer's, naming the revision asked for.
+    with pytest.raises(db.MigrationError, match=r"cannot upgrade to 'nonsense'.*Can't locate"):
+        db.upgrade(engine, "nonsense")
+    assert db.current_revision(engine) == db.head_revision()
+
+
+def test_migrations_are_written_only_inside_a_git_checkout(engine: Engine, tmp_path: Path) -> None:
+    # An installed package (no .git above it) is never written to; a checkout is found
+    # however deep the migrations folder lies.
+    installed = tmp_path / "site-packages" / "mailer" / "migrations"
+    installed.mkdir(parents=True)
+    assert db.source_checkout(installed) is None
+    with pytest.raises(db.MigrationError, match="not inside a git checkout"):
+        db.autogenerate(engine, "never written", folder=installed)
+    assert list(installed.iterdir()) == []
+    checkout = tmp_path / "src"
+    (checkout / ".git").mkdir(parents=True)
+    (checkout / "mailer" / "migrations").mkdir(parents=True)
+    assert db.source_checkout(checkout / "mailer" / "migrations") == checkout
+    assert db.source_checkout() is not None  # the tests run from a checkout

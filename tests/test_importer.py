@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from mailer import clock
-from mailer.contacts import email_hash
+from mailer import clock, db, organisations
+from mailer.contacts import email_hash, export_csv
 from mailer.importer import ImportFileError, ImportReport, import_contacts, sniff
 from mailer.models import (
     Contact,
@@ -25,6 +25,7 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
+from tests.conftest import LISTS
 from tests.helpers import write_csv
 
 HEADER = "email,name,organisation,role,lawful_basis,consented_at,source,publications\n"
@@ -218,6 +219,7 @@ def test_an_import_never_revives_an_ended_subscription(loaded: Session, tmp_path
 
 
 def test_a_suppressed_address_is_not_imported(loaded: Session, tmp_path: Path) -> None:
+    # An erased person leaves only a hashed suppression: their address can never come back.
     loaded.add(
         Suppression(email_hash=email_hash("gone@d2n2.example"), reason=SuppressionReason.ERASURE)
     )
@@ -236,11 +238,12 @@ def test_windows_1252_and_bom_files_keep_their_letters(loaded: Session, tmp_path
     cp1252 = write_csv(tmp_path / "excel.csv", text, encoding="cp1252")
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + text.replace("zoe@", "zoe2@").encode("utf-8"))
-    assert sniff(cp1252) == ("cp1252", 2)
-    assert sniff(bom)[0] == "utf-8-sig"
+    assert sniff(cp1252) == ("cp1252", 2, 2)
+    assert sniff(bom) == ("utf-8-sig", 2, None)
     for path in (cp1252, bom):
         report = import_contacts(loaded, path)
         assert report.added == 1, report.rejected
+    assert import_contacts(loaded, bom).warnings == []
     names = {c.name for c in loaded.exec(select(Contact))}
     assert names == {"Zoë Brontë £"}
 
@@ -331,6 +334,8 @@ def test_a_database_failure_mid_import_leaves_nothing_half_written(
 
 
 def test_a_suppressed_status_column_stays_suppressed(loaded: Session, tmp_path: Path) -> None:
+    # A row marked suppressed adds a suppressed contact with its suppression entry; importing
+    # the same file again changes nothing and rejects nothing.
     path = write_csv(
         tmp_path / "c.csv",
         "email,name,organisation,role,status\nann@d2n2.example,Ann,D2N2,chair,suppressed\n",
@@ -339,6 +344,10 @@ def test_a_suppressed_status_column_stays_suppressed(loaded: Session, tmp_path: 
     ann = loaded.exec(select(Contact).where(Contact.email == "ann@d2n2.example")).one()
     assert ann.status is ContactStatus.SUPPRESSED
     assert loaded.exec(select(Suppression).where(Suppression.email_hash == ann.email_hash)).one()
+    again = import_contacts(loaded, path)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 1)
+    assert not again.rejected and not again.skipped
+    assert len(loaded.exec(select(Suppression)).all()) == 1
 
 
 def test_progress_reaches_the_last_line(loaded: Session, tmp_path: Path) -> None:
@@ -350,3 +359,288 @@ def test_progress_reaches_the_last_line(loaded: Session, tmp_path: Path) -> None
     )
     assert [line for line, _ in seen] == [11, 21, 26]
     assert all(total == 26 for _, total in seen)
+
+
+STATUS_HEADER = "email,name,organisation,role,status\n"
+
+
+def _status(session: Session, email: str) -> ContactStatus:
+    session.expire_all()
+    return session.exec(select(Contact).where(Contact.email == email)).one().status
+
+
+def test_an_import_makes_a_status_stricter_but_never_looser(
+    loaded: Session, tmp_path: Path
+) -> None:
+    # active -> disabled -> suppressed is applied with --update (and reported as skipped
+    # without it); a row saying active or disabled for a suppressed contact changes nothing.
+    def row(name: str, status: str) -> Path:
+        return write_csv(
+            tmp_path / f"{name}.csv", STATUS_HEADER + f"ann@d2n2.example,Ann,D2N2,chair,{status}\n"
+        )
+
+    import_contacts(loaded, row("active", "active"))
+    disabled = row("disabled", "disabled")
+    skipped = import_contacts(loaded, disabled)
+    assert [(p.line, p.field) for p in skipped.skipped] == [(2, "status")]
+    assert _status(loaded, "ann@d2n2.example") is ContactStatus.ACTIVE
+    updated = import_contacts(loaded, disabled, update=True)
+    assert (updated.updated, updated.unchanged) == (1, 0)
+    assert _status(loaded, "ann@d2n2.example") is ContactStatus.DISABLED
+    assert import_contacts(loaded, row("active-again", "active")).unchanged == 1
+    suppressed = import_contacts(loaded, row("suppressed", "Suppressed"), update=True)
+    assert suppressed.updated == 1
+    assert _status(loaded, "ann@d2n2.example") is ContactStatus.SUPPRESSED
+    assert loaded.exec(select(Suppression)).one().email_hash == email_hash("ann@d2n2.example")
+    for looser in ("active", "disabled"):
+        report = import_contacts(loaded, row(f"looser-{looser}", looser), update=True)
+        assert (report.updated, report.unchanged, report.skipped) == (0, 1, [])
+        assert _status(loaded, "ann@d2n2.example") is ContactStatus.SUPPRESSED
+
+
+def test_a_contact_suppressed_by_a_bounce_is_compared_not_rejected(
+    loaded: Session, tmp_path: Path
+) -> None:
+    # A contact still on file whose address has a suppression entry is not an erased person:
+    # the row is compared as usual and marking it suppressed adds no second entry.
+    path = write_csv(tmp_path / "a.csv", STATUS_HEADER + "bo@d2n2.example,Bo,D2N2,chair,\n")
+    import_contacts(loaded, path)
+    loaded.add(
+        Suppression(email_hash=email_hash("bo@d2n2.example"), reason=SuppressionReason.BOUNCE)
+    )
+    loaded.commit()
+    assert import_contacts(loaded, path).unchanged == 1
+    marked = write_csv(
+        tmp_path / "b.csv", STATUS_HEADER + "bo@d2n2.example,Bo,D2N2,chair,suppressed\n"
+    )
+    assert import_contacts(loaded, marked, update=True).updated == 1
+    assert _status(loaded, "bo@d2n2.example") is ContactStatus.SUPPRESSED
+    assert len(loaded.exec(select(Suppression)).all()) == 1
+
+
+@pytest.mark.parametrize(
+    ("when", "reason"),
+    [
+        ("0001-01-01T00:00:00+01:00", "'0001-01-01T00:00:00+01:00' is before 2000-01-01"),
+        ("0001-01-01", "'0001-01-01' is before 2000-01-01"),
+        ("31/12/1999", "'31/12/1999' is before 2000-01-01"),
+        ("9999-12-31T23:59:59-05:00", "'9999-12-31T23:59:59-05:00' is in the future"),
+    ],
+)
+def test_a_date_out_of_range_is_a_row_error_not_a_crash(
+    loaded: Session, tmp_path: Path, when: str, reason: str
+) -> None:
+    # Dates Python can parse but not convert to UTC (or not plausibly consent dates) reject
+    # their row; the other rows are still written.
+    path = write_csv(
+        tmp_path / "c.csv",
+        HEADER
+        + f"old@fsb.example,Old,FSB,stakeholder,consent,{when},,\n"
+        + "new@fsb.example,New,FSB,stakeholder,consent,2000-01-01,,\n",
+    )
+    with clock.frozen(datetime(2026, 11, 24, tzinfo=UTC)):
+        report = import_contacts(loaded, path)
+    assert _problems(report)[2].startswith(f"consented_at: {reason}")
+    assert report.added == 1
+
+
+def test_too_long_source_or_wording_rejects_the_row(loaded: Session, tmp_path: Path) -> None:
+    # Nothing is cut short silently: an over-long source or consent wording names its field.
+    path = write_csv(
+        tmp_path / "c.csv",
+        "email,name,organisation,role,source,consent_wording\n"
+        f"a@d2n2.example,A,D2N2,chair,{'s' * 201},\n"
+        f"b@d2n2.example,B,D2N2,chair,,{'w' * 61}\n"
+        f"c@d2n2.example,C,D2N2,chair,{'s' * 200},{'w' * 60}\n",
+    )
+    report = import_contacts(loaded, path)
+    assert _problems(report) == {
+        2: "source: source is longer than 200 characters (201)",
+        3: "consent_wording: consent_wording is longer than 60 characters (61)",
+    }
+    c = loaded.exec(select(Contact)).one()
+    assert (c.consent_source, c.consent_wording_version) == ("s" * 200, "w" * 60)
+
+
+def test_a_corrected_row_after_a_rejected_one_is_not_a_duplicate(
+    loaded: Session, tmp_path: Path
+) -> None:
+    # Only a row that passed every check claims its address: fixing a row by adding a
+    # corrected copy below it works.
+    path = write_csv(
+        tmp_path / "c.csv",
+        "email,name,organisation,role\n"
+        "ann@d2n2.example,Ann,Atlantis,chair\n"
+        "ann@d2n2.example,Ann,D2N2,chair\n"
+        "ANN@d2n2.example,Ann,D2N2,officer\n",
+    )
+    report = import_contacts(loaded, path)
+    assert report.added == 1
+    assert set(_problems(report)) == {2, 4}
+    assert _problems(report)[4] == "email: ann@d2n2.example is a duplicate of line 3"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("email,name,organisation,role,email", r":1: email is named more than once: "),
+        (
+            "Email,name,organisation,role,E-mail",
+            r":1: email is named more than once: 'Email' \(column 1 \(A\)\), "
+            r"'E-mail' \(column 5 \(E\)\)",
+        ),
+        ("email,name,org,role,Organization", r"organisation is named more than once"),
+    ],
+)
+def test_a_column_named_twice_is_refused(
+    loaded: Session, tmp_path: Path, header: str, message: str
+) -> None:
+    # Two columns that mean the same field make every row ambiguous: the file is refused.
+    path = write_csv(tmp_path / "c.csv", header + "\nann@d2n2.example,Ann,D2N2,chair,x\n")
+    with pytest.raises(ImportFileError, match=message):
+        import_contacts(loaded, path)
+    assert _count(loaded, Contact) == 0
+
+
+def test_unnamed_columns_are_ignored_only_when_empty(loaded: Session, tmp_path: Path) -> None:
+    # Spreadsheets often save trailing empty columns: harmless. A value under a column with
+    # no name cannot be placed, so the file is refused naming the column.
+    trailing = write_csv(
+        tmp_path / "trailing.csv",
+        "email,name,organisation,role,,Notes,\nann@d2n2.example,Ann,D2N2,chair,,x,\n",
+    )
+    report = import_contacts(loaded, trailing)
+    assert report.added == 1
+    assert report.ignored_columns == ("notes",)
+    filled = write_csv(
+        tmp_path / "filled.csv",
+        "email,name,organisation,role,\n"
+        "bo@d2n2.example,Bo,D2N2,chair,\n"
+        "cy@d2n2.example,Cy,D2N2,chair,oops\n",
+    )
+    with pytest.raises(ImportFileError, match=r"filled.csv:3: column 5 \(E\) has no name"):
+        import_contacts(loaded, filled)
+    assert _count(loaded, Contact) == 1
+
+
+def test_one_windows_1252_byte_in_a_utf8_file_is_warned_about(
+    loaded: Session, tmp_path: Path
+) -> None:
+    # A file of UTF-8 with one Windows-1252 byte is read as Windows-1252 (so UTF-8 letters
+    # come out garbled): the report says which line broke UTF-8.
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        "email,name,organisation,role\nann@d2n2.example,Zoë,D2N2,chair\n".encode()
+        + "bo@d2n2.example,Brontë,D2N2,chair\n".encode("cp1252")
+    )
+    report = import_contacts(loaded, path)
+    assert report.encoding == "cp1252"
+    assert report.warnings == [
+        "line 3 is not UTF-8; the file was read as Windows-1252: check accented names"
+    ]
+    # Far into a large file, past the first chunk read, the line is still right.
+    big = tmp_path / "big.csv"
+    rows = "".join(f"p{i}@d2n2.example,P {i},D2N2,officer\n" for i in range(40_000))
+    big.write_bytes(("email,name,organisation,role\n" + rows).encode() + b"x@d2n2.example,\xe9\n")
+    assert sniff(big) == ("cp1252", 40_002, 40_002)
+
+
+def test_a_publication_both_wanted_and_unsubscribed_is_a_row_error(
+    loaded: Session, tmp_path: Path
+) -> None:
+    # New contacts start unsubscribed from what `unsubscribed` names; a default set of
+    # publications leaves those out; naming one in both columns is a contradiction.
+    header = "email,name,organisation,role,publications,unsubscribed\n"
+    path = write_csv(
+        tmp_path / "c.csv",
+        header
+        + "ann@d2n2.example,Ann,D2N2,chair,,bulletin\n"
+        + "bo@d2n2.example,Bo,D2N2,chair,bulletin,bulletin\n"
+        + "cy@d2n2.example,Cy,D2N2,chair,none,bulletin;newsletter\n"
+        + "di@d2n2.example,Di,D2N2,chair,,digest\n",
+    )
+    report = import_contacts(loaded, path)
+    assert _problems(report)[3] == "unsubscribed: bulletin is both in publications and unsubscribed"
+    assert _problems(report)[5].startswith("unsubscribed: unknown publication 'digest'")
+    assert _subscriptions(loaded, "ann@d2n2.example") == {
+        Publication.BULLETIN: SubscriptionStatus.UNSUBSCRIBED,
+        Publication.NEWSLETTER: SubscriptionStatus.ACTIVE,
+    }
+    assert _subscriptions(loaded, "cy@d2n2.example") == {
+        Publication.BULLETIN: SubscriptionStatus.UNSUBSCRIBED,
+        Publication.NEWSLETTER: SubscriptionStatus.UNSUBSCRIBED,
+    }
+    # An existing contact is never changed by the column.
+    existing = write_csv(
+        tmp_path / "e.csv", header + "ann@d2n2.example,Ann,D2N2,chair,,newsletter\n"
+    )
+    again = import_contacts(loaded, existing, update=True)
+    assert (again.updated, again.unchanged) == (0, 1)
+    assert _subscriptions(loaded, "ann@d2n2.example")[Publication.NEWSLETTER] is (
+        SubscriptionStatus.ACTIVE
+    )
+
+
+def test_export_then_import_into_a_fresh_database_keeps_history_and_formulas(
+    loaded: Session, tmp_path: Path
+) -> None:
+    # Ended subscriptions survive the round trip, and a source that looks like a formula is
+    # exported with a protective ' that the importer takes off again.
+    path = write_csv(
+        tmp_path / "in.csv",
+        HEADER
+        + "ann@d2n2.example,Ann,D2N2,chair,,,=cmd,\n"
+        + "bo@d2n2.example,Bo,D2N2,chair,,,'+quoted,\n"
+        + "cy@fsb.example,Cy,FSB,stakeholder,consent,2025-01-01,@home,\n",
+    )
+    assert import_contacts(loaded, path).added == 3
+    loaded.execute(
+        sa.update(Subscription)
+        .where(col(Subscription.publication) == Publication.BULLETIN)
+        .values(status=SubscriptionStatus.UNSUBSCRIBED)
+    )
+    loaded.execute(
+        sa.update(Subscription)
+        .where(
+            col(Subscription.contact_id)
+            == select(Contact.id).where(Contact.email == "cy@fsb.example").scalar_subquery()
+        )
+        .values(status=SubscriptionStatus.BOUNCED)
+    )
+    loaded.commit()
+    exported = tmp_path / "exported.csv"
+    with exported.open("w", encoding="utf-8", newline="") as handle:
+        assert export_csv(loaded, handle) == 3
+    with exported.open(encoding="utf-8", newline="") as handle:
+        rows = {r["email"]: r for r in csv.DictReader(handle)}
+    assert rows["ann@d2n2.example"]["source"] == "'=cmd"
+    assert rows["bo@d2n2.example"]["source"] == "'+quoted"
+    assert rows["ann@d2n2.example"]["unsubscribed"] == "bulletin"
+    assert rows["cy@fsb.example"]["publications"] == "none"
+    assert rows["cy@fsb.example"]["unsubscribed"] == "newsletter"
+    assert import_contacts(loaded, exported).unchanged == 3
+
+    fresh = db.create_engine(f"sqlite:///{tmp_path / 'fresh' / 'mailer.db'}")
+    try:
+        db.init_schema(fresh)
+        with Session(fresh) as other:
+            organisations.load_lists(other, LISTS)
+            other.commit()
+            report = import_contacts(other, exported)
+            assert (report.added, report.rejected) == (3, [])
+            for email in ("ann@d2n2.example", "bo@d2n2.example"):
+                assert _subscriptions(other, email) == {
+                    Publication.BULLETIN: SubscriptionStatus.UNSUBSCRIBED,
+                    Publication.NEWSLETTER: SubscriptionStatus.ACTIVE,
+                }
+            assert _subscriptions(other, "cy@fsb.example") == {
+                Publication.NEWSLETTER: SubscriptionStatus.UNSUBSCRIBED
+            }
+            sources = {c.email: c.consent_source for c in other.exec(select(Contact))}
+            assert sources == {
+                "ann@d2n2.example": "=cmd",
+                "bo@d2n2.example": "+quoted",
+                "cy@fsb.example": "@home",
+            }
+    finally:
+        fresh.dispose()

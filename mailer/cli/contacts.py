@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 from pathlib import Path
@@ -13,7 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mailer.cli.state import console, err, fail, state
-from mailer.contacts import ContactFieldError, count_contacts, export_csv, iter_contacts, parse_role
+from mailer.contacts import (
+    ContactFieldError,
+    count_contacts,
+    export_csv,
+    iter_contacts,
+    parse_role,
+    to_spreadsheet_cell,
+)
 from mailer.importer import ImportReport, import_contacts
 
 app = typer.Typer(help="The contact database: import, export, list.", no_args_is_help=True)
@@ -21,15 +29,30 @@ app = typer.Typer(help="The contact database: import, export, list.", no_args_is
 _ENCODINGS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "cp1252": "Windows-1252"}
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Fail now, before any work, if ``path`` cannot be written; leave it as it was."""
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        fail(f"{option} {path}: cannot write: {exc.strerror or exc}")
+    if not existed:
+        path.unlink()
+
+
 def _write_report(path: Path, report: ImportReport) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["line", "outcome", "email", "field", "reason"])
-        problems = [("rejected", p) for p in report.rejected] + [
-            ("skipped", p) for p in report.skipped
-        ]
-        for outcome, problem in sorted(problems, key=lambda item: item[1].line):
-            writer.writerow([problem.line, outcome, problem.email, problem.field, problem.reason])
+    problems = [("rejected", p) for p in report.rejected] + [("skipped", p) for p in report.skipped]
+    try:
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["line", "outcome", "email", "field", "reason"])
+            for outcome, problem in sorted(problems, key=lambda item: item[1].line):
+                cells = [str(problem.line), outcome, problem.email, problem.field, problem.reason]
+                writer.writerow([to_spreadsheet_cell(cell) for cell in cells])
+    except OSError as exc:
+        done = "checked" if report.dry_run else "imported"
+        fail(f"the file was {done}, but the report {path} cannot be written: {exc.strerror or exc}")
 
 
 def _show(report: ImportReport, limit: int, report_path: Path | None) -> None:
@@ -41,6 +64,8 @@ def _show(report: ImportReport, limit: int, report_path: Path | None) -> None:
         f"{report.unchanged:,} unchanged, [yellow]{len(report.skipped):,} skipped[/], "
         f"[red]{len(report.rejected):,} rejected[/]"
     )
+    for warning in report.warnings:
+        err.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if report.ignored_columns:
         console.print(f"Ignored columns: {escape(', '.join(report.ignored_columns))}")
     for title, problems in (("Rejected", report.rejected), ("Skipped", report.skipped)):
@@ -76,6 +101,10 @@ def import_file(
     """Run an import with a progress bar and print what happened."""
     current = state(ctx)
     config = current.config
+    if source is not None and len(source) > 200:
+        fail("--source: longer than 200 characters")
+    if report_path:
+        _check_writable(report_path, "--report")
     with (
         current.session() as session,
         Progress(
@@ -132,7 +161,8 @@ def import_command(
 
     Columns: email, name, organisation (name or short name), role; optional: lawful_basis
     (consent or legitimate_interest), consented_at, source, publications (bulletin;newsletter
-    or none), consent_wording, status.
+    or none), consent_wording, status (active, disabled or suppressed), unsubscribed
+    (publications a new contact starts unsubscribed from, as `contacts export` writes).
 
     A LEP contact gets the bulletin and the newsletter unless the row says otherwise; an
     external contact needs a lawful_basis and gets the newsletter only. Every rejected row is
@@ -154,6 +184,9 @@ def export_command(
 ) -> None:
     """Export every contact as CSV (the same columns `contacts import` reads).
 
+    Cells beginning with = + - or @ are written with a leading ' so that no spreadsheet
+    runs them as formulas; `contacts import` takes that ' off again.
+
     Example: mailer contacts export contacts-2026-11.csv
     """
     with state(ctx).session() as session:
@@ -161,9 +194,14 @@ def export_command(
             export_csv(session, sys.stdout)
             return
         tmp = file.with_name(file.name + ".part")
-        with tmp.open("w", encoding="utf-8", newline="") as handle:
-            written = export_csv(session, handle)
-        tmp.replace(file)
+        try:
+            with tmp.open("w", encoding="utf-8", newline="") as handle:
+                written = export_csv(session, handle)
+            tmp.replace(file)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            fail(f"{file}: cannot write: {exc.strerror or exc}")
     err.print(f"Exported {written:,} contacts to {escape(str(file))}")
 
 
@@ -177,7 +215,7 @@ def list_command(
     search: Annotated[
         str | None, typer.Option("--search", help="Part of a name or address.")
     ] = None,
-    limit: Annotated[int, typer.Option(help="Rows to show (0: all).")] = 50,
+    limit: Annotated[int, typer.Option(min=0, help="Rows to show (0: all).")] = 50,
 ) -> None:
     """List contacts in a table.
 

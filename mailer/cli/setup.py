@@ -106,12 +106,15 @@ def db_current(ctx: typer.Context) -> None:
     console.print(f"newest:   {db.head_revision()}")
 
 
-@db_app.command("revision")
+@db_app.command("revision", hidden=True)
 def db_revision(
     ctx: typer.Context,
     message: Annotated[str, typer.Argument(help="What the migration changes.")],
 ) -> None:
     """(For developers) write a migration from the models' difference with the database.
+
+    Works only in a git checkout of mailer: it writes into mailer/migrations/versions/,
+    and an installed package must never be changed.
 
     Example: mailer db revision "add issues table"
     """

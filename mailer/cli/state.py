@@ -27,6 +27,8 @@ err = Console(stderr=True, highlight=False)
 USER_ERRORS: tuple[type[Exception], ...] = (
     settings.ConfigError,
     db.SchemaError,
+    db.DatabaseLocationError,
+    db.MigrationError,
     PublicationError,
     OrganisationError,
     ImportFileError,
@@ -35,7 +37,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error (no traceback) and stop with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
