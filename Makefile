@@ -36,10 +36,14 @@ run: $(VENV)/.run-deps
 	$(BIN)/mailer orgs list --kind lep
 	$(BIN)/mailer audience show bulletin
 	$(BIN)/mailer audience show newsletter
+	$(BIN)/mailer issue list
+	$(BIN)/mailer issue preview 1
 	@echo
 	@echo "The demo database is ready (var/mailer.db). Try:"
+	@echo "  $(BIN)/mailer issue show 1             # the demo bulletin, with lint results"
+	@echo "  $(BIN)/mailer issue preview 1 --png    # HTML, text, .eml and 600/375 px screenshots"
+	@echo "  $(BIN)/mailer issue test 1 --to you@lepnetwork.example   # captured under var/mail"
 	@echo "  $(BIN)/mailer contacts list --org D2N2"
-	@echo "  $(BIN)/mailer contacts import lists/demo_contacts.csv --dry-run"
 	@echo "  $(BIN)/mailer --help"
 
 lint: $(VENV)/.test-deps
@@ -53,6 +57,7 @@ test: $(VENV)/.test-deps system-packages lint
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_audience.py
+	$(BIN)/python bench/render.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

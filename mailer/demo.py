@@ -1,4 +1,4 @@
-"""Fictitious demo contacts (``lists/demo_contacts.csv``, benchmarks): clearly fake, reproducible.
+"""Demo data: fictitious contacts (``lists/demo_contacts.csv``, benchmarks), issues and events.
 
 Every address is under the reserved ``.example`` top-level domain (RFC 2606),
 so no demo message can ever reach a real person.
@@ -17,6 +17,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlmodel import Session, col, select
+
+from mailer import events, issuefile, issues
+from mailer.models import Issue
 from mailer.organisations import EXTERNAL_FILE, LEPS_FILE
 
 FIRST_NAMES = [
@@ -151,6 +155,38 @@ def contacts(
                 "source": DEMO_SOURCE,
                 "publications": "newsletter",
             }
+
+
+DEMO_FOLDER = "demo"
+
+
+@dataclass(frozen=True)
+class DemoContent:
+    events_added: int
+    issues_created: tuple[str, ...]
+
+
+def load_content(session: Session, lists_dir: Path) -> DemoContent:
+    """The demo events diary and issues from ``lists/demo/``; what exists already is kept.
+
+    :raises EventError, IssueFileError: a demo file is malformed.
+    """
+    folder = lists_dir / DEMO_FOLDER
+    diary = folder / "events.csv"
+    added = events.import_csv(session, diary).added if diary.exists() else 0
+    created = []
+    for path in sorted(folder.glob("*.md")):
+        document = issuefile.read(path)
+        known = session.exec(
+            select(Issue).where(
+                col(Issue.publication) == document.publication,
+                col(Issue.number) == document.number,
+            )
+        ).first()
+        if known is None:
+            issue = issues.save_document(session, document, editor="demo")
+            created.append(f"{issue.publication} {issue.number}")
+    return DemoContent(events_added=added, issues_created=tuple(created))
 
 
 def write_csv(path: Path, rows: Iterator[dict[str, str]]) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -208,3 +208,115 @@ class Suppression(SQLModel, table=True):
         nullable=False,
     )
     created_at: datetime = _timestamp()
+
+
+class IssueStatus(StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+class EventAudience(StrEnum):
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+    BOTH = "both"
+
+
+class Issue(SQLModel, table=True):
+    """One issue of a publication: its content while a draft, its rendering once approved."""
+
+    __tablename__ = "issues"
+    __table_args__ = (sa.UniqueConstraint("publication", "number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    publication: Publication = Field(
+        sa_type=enum_type(Publication, "publication"),
+        nullable=False,
+        index=True,
+    )
+    number: str = Field(max_length=20)
+    subject: str = Field(max_length=200)
+    preheader: str = Field(default="", max_length=300)
+    slot_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    status: IssueStatus = Field(
+        default=IssueStatus.DRAFT,
+        sa_type=enum_type(IssueStatus, "issue_status"),
+        nullable=False,
+        index=True,
+    )
+    sponsor_name: str | None = Field(default=None, max_length=200)
+    sponsor_link: str | None = Field(default=None, max_length=500)
+    sponsor_blurb: str | None = Field(default=None, max_length=1000)
+    sponsor_logo: str | None = Field(default=None, max_length=500)
+    sponsor_logo_alt: str | None = Field(default=None, max_length=300)
+    last_edited_by: str | None = Field(default=None, max_length=320)
+    approved_by: str | None = Field(default=None, max_length=320)
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    rendered_html: str | None = Field(default=None, sa_type=sa.Text)
+    rendered_text: str | None = Field(default=None, sa_type=sa.Text)
+    render_nonce: str | None = Field(default=None, max_length=40)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class Section(SQLModel, table=True):
+    __tablename__ = "sections"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issues.id", ondelete="CASCADE", index=True)
+    position: int
+    heading: str = Field(max_length=200)
+
+
+class Item(SQLModel, table=True):
+    __tablename__ = "items"
+    __table_args__ = (sa.UniqueConstraint("section_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    section_id: int = Field(foreign_key="sections.id", ondelete="CASCADE", index=True)
+    position: int
+    title: str = Field(max_length=300)
+    body: str = Field(default="", sa_type=sa.Text)
+    link: str | None = Field(default=None, max_length=1000)
+    image_url: str | None = Field(default=None, max_length=1000)
+    image_alt: str | None = Field(default=None, max_length=300)
+    image_width: int | None = None
+    image_height: int | None = None
+
+
+class Event(SQLModel, table=True):
+    """One entry in the events diary."""
+
+    __tablename__ = "events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    starts_on: date = Field(index=True)
+    title: str = Field(max_length=300)
+    location: str = Field(default="", max_length=300)
+    link: str | None = Field(default=None, max_length=1000)
+    audience: EventAudience = Field(
+        default=EventAudience.BOTH,
+        sa_type=enum_type(EventAudience, "event_audience"),
+        nullable=False,
+    )
+    created_at: datetime = _timestamp()
+
+
+class CapturedMessage(SQLModel, table=True):
+    """A message the capture transport kept instead of sending: the index of var/mail."""
+
+    __tablename__ = "captured_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=300, index=True)
+    envelope_from: str = Field(max_length=320)
+    recipients: str = Field(sa_type=sa.Text)
+    subject: str = Field(default="", max_length=1000)
+    path: str = Field(max_length=1000)
+    size: int
+    captured_at: datetime = _timestamp()

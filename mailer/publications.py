@@ -49,6 +49,7 @@ class PublicationDefinition(_Frozen):
     from_name: str = Field(min_length=1, max_length=100)
     reply_to: str = Field(pattern=_ADDRESS)
     list_id: str = Field(pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)+$", max_length=255)
+    reason: str = Field(min_length=10, max_length=300)
     audience: AudienceRule
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -24,6 +24,8 @@ CONFIG_ENV = "MAILER_CONFIG"
 DATABASE_URL_ENV = "MAILER_DATABASE_URL"
 SECRET_KEY_ENV = "MAILER_SECRET_KEY"  # noqa: S105 (a variable name, not a secret)
 SMTP_PASSWORD_ENV = "MAILER_SMTP_PASSWORD"  # noqa: S105
+DKIM_KEY_ENV = "MAILER_DKIM_PRIVATE_KEY"
+DKIM_KEY_FILE_ENV = "MAILER_DKIM_KEY_FILE"
 
 
 class ConfigError(Exception):
@@ -41,7 +43,7 @@ class NetworkSettings(_Section):
         "LEP Network", min_length=1, description="The sender's name, as readers know it."
     )
     postal_address: str = Field(
-        "LEP Network, 1 Example Street, London, SW1A 0AA",
+        "1 Example Street, London, SW1A 0AA",
         min_length=1,
         description="Postal address printed in every footer (PECR: sender's identity).",
     )
@@ -55,6 +57,11 @@ class NetworkSettings(_Section):
         min_length=3,
         pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$",
         description="Our mail domain: From addresses, Message-IDs, List-Ids and VERP.",
+    )
+    sender_id: str = Field(
+        "lepnetwork",
+        pattern=r"^[a-z0-9-]{5,15}$",
+        description="Stable sender id (5-15 characters) closing every Feedback-ID header.",
     )
 
 
@@ -74,7 +81,7 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _known_backend(cls, url: str) -> str:
-        if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
             raise ValueError("expected a sqlite:/// or postgresql:// URL")
         return url
 
@@ -86,6 +93,59 @@ class PathsSettings(_Section):
         "lists", description="Audience data: leps.csv, organisations.csv, publication files."
     )
     var: str = Field("var", description="Runtime data: the SQLite database, captured mail.")
+    templates: str = Field("templates", description="Email templates (Jinja2).")
+
+
+class WebSettings(_Section):
+    """The public site that links in emails point to."""
+
+    base_url: str = Field(
+        "http://127.0.0.1:8000",
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description=(
+            "Public address of the site, used for unsubscribe, preferences, privacy and "
+            "view-online links in emails (https in production)."
+        ),
+    )
+
+    @property
+    def root(self) -> str:
+        return self.base_url.rstrip("/")
+
+
+class SmtpSettings(_Section):
+    """How messages leave: the built-in capture, or an SMTP relay."""
+
+    transport: Literal["capture", "smtp"] = Field(
+        "capture",
+        description=(
+            "'capture' keeps every message as an .eml file under var/mail (nothing is sent); "
+            "'smtp' hands messages to the relay below."
+        ),
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="SMTP relay host.")
+    port: int = Field(25, ge=1, le=65535, description="SMTP relay port (25, 465 or 587).")
+    tls: Literal["none", "starttls", "implicit"] = Field(
+        "none",
+        description="'starttls' (port 587), 'implicit' (port 465) or 'none' (a local relay).",
+    )
+    username: str = Field(
+        "", description="SMTP login (empty: no login); the password is MAILER_SMTP_PASSWORD."
+    )
+    timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for the relay.")
+
+
+class DkimSettings(_Section):
+    """DKIM signing; the private key comes from the environment."""
+
+    selector: str = Field(
+        "",
+        pattern=r"^([a-z0-9][a-z0-9-]*)?$",
+        description=(
+            "DKIM selector (empty: do not sign). The key comes from MAILER_DKIM_PRIVATE_KEY "
+            "(PEM text) or MAILER_DKIM_KEY_FILE (a path)."
+        ),
+    )
 
 
 class ImportSettings(_Section):
@@ -111,6 +171,9 @@ class Settings(_Section):
         default_factory=DatabaseSettings, description="The database."
     )
     paths: PathsSettings = Field(default_factory=PathsSettings, description="Folders.")
+    web: WebSettings = Field(default_factory=WebSettings, description="The public site.")
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="Outgoing mail.")
+    dkim: DkimSettings = Field(default_factory=DkimSettings, description="DKIM signing.")
     contacts_import: ImportSettings = Field(
         default_factory=ImportSettings,
         alias="import",
@@ -124,12 +187,26 @@ class Secrets:
 
     secret_key: str | None
     smtp_password: str | None
+    dkim_private_key: bytes | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Secrets:
+        """Read the secrets.
+
+        :raises ConfigError: MAILER_DKIM_KEY_FILE names a file that cannot be read.
+        """
+        key = environ.get(DKIM_KEY_ENV)
+        key_file = environ.get(DKIM_KEY_FILE_ENV)
+        dkim_key = key.encode() if key else None
+        if dkim_key is None and key_file:
+            try:
+                dkim_key = Path(key_file).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{DKIM_KEY_FILE_ENV}: cannot read {key_file}: {exc}") from exc
         return cls(
             secret_key=environ.get(SECRET_KEY_ENV) or None,
             smtp_password=environ.get(SMTP_PASSWORD_ENV) or None,
+            dkim_private_key=dkim_key,
         )
 
 
@@ -143,6 +220,7 @@ class Config:
     database_url: str
     lists_dir: Path
     var_dir: Path
+    templates_dir: Path
 
 
 def _format_error(error: Mapping[str, Any]) -> str:
@@ -204,6 +282,7 @@ def parse(text: str, *, path: Path, environ: Mapping[str, str]) -> Config:
         database_url=_resolve_sqlite(url, base),
         lists_dir=(base / settings.paths.lists).resolve(),
         var_dir=(base / settings.paths.var).resolve(),
+        templates_dir=(base / settings.paths.templates).resolve(),
     )
 
 

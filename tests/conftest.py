@@ -103,11 +103,12 @@ def loaded(session: Session) -> Session:
 
 @pytest.fixture
 def project(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project folder as a new user has it: config.toml and lists/, selected by env."""
+    """A project folder as a new user has it: config.toml, lists/, templates/; chosen by env."""
     folder = tmp_path / "project"
     folder.mkdir()
     shutil.copy(ROOT / "config.toml", folder / "config.toml")
     shutil.copytree(LISTS, folder / "lists")
+    shutil.copytree(ROOT / "templates", folder / "templates")
     monkeypatch.setenv("MAILER_CONFIG", str(folder / "config.toml"))
     monkeypatch.setenv("MAILER_DATABASE_URL", db_url)
     return folder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailer.cli import audience, contacts, orgs, setup
+from mailer.cli import audience, contacts, events, issues, orgs, setup
 from mailer.cli.state import MailerGroup, State
 
 app = typer.Typer(
@@ -31,6 +31,8 @@ setup.register(app)
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(orgs.app, name="orgs")
 app.add_typer(audience.app, name="audience")
+app.add_typer(issues.app, name="issue")
+app.add_typer(events.app, name="events")
 
 
 def main() -> None:

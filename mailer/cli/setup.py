@@ -11,6 +11,7 @@ from rich.table import Table
 from mailer import db, organisations, publications, settings
 from mailer.cli.contacts import import_file
 from mailer.cli.state import console, err, state
+from mailer.demo import load_content
 
 DEMO_CONTACTS = "demo_contacts.csv"
 
@@ -20,7 +21,12 @@ db_app = typer.Typer(help="The database schema: migrations.", no_args_is_help=Tr
 def init(
     ctx: typer.Context,
     demo: Annotated[
-        bool, typer.Option("--demo", help=f"Also import the fictitious lists/{DEMO_CONTACTS}.")
+        bool,
+        typer.Option(
+            "--demo",
+            help=f"Also load the fictitious lists/{DEMO_CONTACTS} and the issues and events "
+            "in lists/demo/.",
+        ),
     ] = False,
 ) -> None:
     """Create the database (or bring it up to date) and load the organisations.
@@ -52,6 +58,12 @@ def init(
     )
     if demo:
         import_file(ctx, config.lists_dir / DEMO_CONTACTS, source=None)
+        with current.session() as session:
+            content = load_content(session, config.lists_dir)
+        issues_created = ", ".join(content.issues_created) or "none new"
+        console.print(
+            f"Demo content: {content.events_added} events added; issues created: {issues_created}"
+        )
 
 
 def config_show(ctx: typer.Context) -> None:
@@ -74,6 +86,7 @@ def config_show(ctx: typer.Context) -> None:
     for name, value in (
         (settings.SECRET_KEY_ENV, config.secrets.secret_key),
         (settings.SMTP_PASSWORD_ENV, config.secrets.smtp_password),
+        ("DKIM private key", config.secrets.dkim_private_key),
     ):
         console.print(f"{name}: {'set' if value else 'not set'}")
 

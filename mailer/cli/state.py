@@ -16,9 +16,16 @@ from sqlmodel import Session
 from typer.core import TyperGroup
 
 from mailer import db, settings
+from mailer.events import EventError
 from mailer.importer import ImportFileError
+from mailer.issuefile import IssueFileError
+from mailer.issues import IssueError
+from mailer.messages import HeaderError
 from mailer.organisations import OrganisationError
+from mailer.proofs import ProofError
 from mailer.publications import PublicationError
+from mailer.rendering import RenderError
+from mailer.transports import TransportError
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -32,6 +39,13 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     PublicationError,
     OrganisationError,
     ImportFileError,
+    IssueFileError,
+    IssueError,
+    RenderError,
+    HeaderError,
+    ProofError,
+    TransportError,
+    EventError,
 )
 
 

@@ -1,0 +1,96 @@
+"""``mailer events …``: the events diary that issues carry for six weeks ahead."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mailer import clock, events
+from mailer.cli.state import console, fail, state
+from mailer.issuefile import LONDON
+from mailer.models import EventAudience
+
+app = typer.Typer(help="The events diary.", no_args_is_help=True)
+
+
+def _date(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option}: expected a date like 2027-03-10, got {value!r}")
+
+
+@app.command("add")
+def add_command(
+    ctx: typer.Context,
+    when: Annotated[str, typer.Argument(help="Date, e.g. 2027-03-10.")],
+    title: Annotated[str, typer.Argument(help="What it is.")],
+    location: Annotated[str, typer.Option(help="Where.")] = "",
+    link: Annotated[str | None, typer.Option(help="https address for details.")] = None,
+    audience: Annotated[
+        EventAudience, typer.Option(help="internal (bulletin), external or both.")
+    ] = EventAudience.BOTH,
+) -> None:
+    """Add an event to the diary.
+
+    Example: mailer events add 2027-03-10 "LEP Network Conference" --location London
+    --link https://conference.example --audience both
+    """
+    starts_on = _date(when, "DATE")
+    with state(ctx).session() as session:
+        event = events.add(
+            session, starts_on, title, location=location, link=link, audience=audience
+        )
+    console.print(f"Added event {event.id}: {event.starts_on} {escape(event.title)}")
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include past events.")] = False,
+) -> None:
+    """List the diary (from today unless --all).
+
+    Example: mailer events list
+    """
+    start = None if all_ else clock.now().astimezone(LONDON).date()
+    with state(ctx).session() as session:
+        found = events.listing(session, start)
+    table = Table()
+    for column in ("id", "date", "title", "location", "audience", "link"):
+        table.add_column(column)
+    for event in found:
+        table.add_row(
+            str(event.id),
+            event.starts_on.isoformat(),
+            escape(event.title),
+            escape(event.location),
+            event.audience.value,
+            escape(event.link or ""),
+        )
+    console.print(table)
+    console.print(f"{len(found)} events")
+
+
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV: date, title, location, link, audience.")],
+) -> None:
+    """Import events from CSV; events already in the diary (same date and title) are kept.
+
+    Example: mailer events import events.csv
+    """
+    with state(ctx).session() as session:
+        result = events.import_csv(session, file)
+    console.print(
+        f"{result.added} added, {result.unchanged} already in the diary, "
+        f"{len(result.problems)} rejected"
+    )
+    for problem in result.problems:
+        console.print(f"[red]{escape(problem)}[/]")

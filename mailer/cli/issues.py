@@ -1,0 +1,341 @@
+"""``mailer issue …``: compose, check, preview, test and approve issues."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mailer import clock, issuefile, issues, lint, messages, proofs, publications, tokens
+from mailer.cli.state import State, console, err, fail, state
+from mailer.contacts import ContactFieldError, normalise_email
+from mailer.models import Issue, IssueStatus, Publication
+from mailer.rendering import RenderedIssue, Renderer
+from mailer.transports import from_config
+
+app = typer.Typer(help="Issues: compose, preview, lint, test, approve.", no_args_is_help=True)
+
+
+def _renderer(current: State) -> Renderer:
+    config = current.config
+    return Renderer(config.templates_dir, config.settings.network, config.settings.web)
+
+
+def _signer(current: State) -> tokens.TokenSigner:
+    config = current.config
+    return tokens.TokenSigner(tokens.load_key(config.secrets.secret_key, config.var_dir))
+
+
+def _rendered(
+    current: State, issue: Issue
+) -> tuple[RenderedIssue, publications.PublicationDefinition]:
+    definition = publications.load(current.config.lists_dir, issue.publication)
+    with current.session() as session:
+        return issues.rendering(session, issue, _renderer(current), definition), definition
+
+
+def _load(current: State, issue_id: int) -> Issue:
+    with current.session() as session:
+        return issues.get(session, issue_id)
+
+
+def _findings(current: State, issue: Issue, rendered: RenderedIssue) -> list[lint.Finding]:
+    with current.session() as session:
+        return lint.lint(issues.content(session, issue), rendered)
+
+
+@app.command("new")
+def new_command(
+    ctx: typer.Context,
+    publication: Annotated[Publication, typer.Argument(help="bulletin or newsletter.")],
+    slot: Annotated[
+        str | None, typer.Option(help="Planned send time, e.g. 2027-03-04T09:30 (London).")
+    ] = None,
+) -> None:
+    """Print a ready-to-edit issue file with the next free number.
+
+    Example: mailer issue new bulletin > bulletin.md
+    """
+    slot_at = issuefile.parse_slot(slot, "--slot") if slot else None
+    with state(ctx).session() as session:
+        year = (slot_at or clock.now()).astimezone(issuefile.LONDON).year
+        number = issues.next_number(session, publication, year)
+    sys.stdout.write(issuefile.skeleton(publication, number, slot_at))
+
+
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Issue file: front matter and ## sections.")],
+    issue_id: Annotated[
+        int | None, typer.Option("--id", help="Replace the content of this draft.")
+    ] = None,
+    editor: Annotated[str | None, typer.Option("--by", help="Who edited it (email).")] = None,
+) -> None:
+    """Create an issue (or replace a draft's content) from an issue file.
+
+    Example: mailer issue import bulletin.md
+    """
+    with state(ctx).session() as session:
+        issue = issues.import_file(session, file, issue_id=issue_id, editor=editor)
+        sections = len(issues.document(session, issue).sections)
+    verb = "Updated" if issue_id else "Created"
+    console.print(
+        f"{verb} issue {issue.id}: {issue.publication} {issue.number}, "
+        f"{sections} sections, {issue.status}"
+    )
+
+
+@app.command("export")
+def export_command(
+    ctx: typer.Context,
+    issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    file: Annotated[Path | None, typer.Argument(help="File to write (default: stdout).")] = None,
+) -> None:
+    """Write an issue as an issue file (what `issue import` reads).
+
+    Example: mailer issue export 3 bulletin-2027-05.md
+    """
+    with state(ctx).session() as session:
+        text = issuefile.dump(issues.document(session, issues.get(session, issue_id)))
+    if file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"{file}: cannot write: {exc.strerror}")
+    err.print(f"Wrote issue {issue_id} to {escape(str(file))}")
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    publication: Annotated[Publication | None, typer.Option(help="Only this publication.")] = None,
+    status: Annotated[IssueStatus | None, typer.Option(help="Only this status.")] = None,
+) -> None:
+    """List issues, newest slot first.
+
+    Example: mailer issue list --publication bulletin --status draft
+    """
+    with state(ctx).session() as session:
+        found = issues.listing(session, publication, status)
+    table = Table()
+    for column in ("id", "publication", "number", "slot", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("subject")
+    for issue in found:
+        table.add_row(
+            str(issue.id),
+            issue.publication.value,
+            issue.number,
+            issues.slot_label(issue.slot_at),
+            issue.status.value,
+            escape(issue.subject),
+        )
+    console.print(table)
+    console.print(f"{len(found)} issues")
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context, issue_id: Annotated[int, typer.Argument(help="Issue id.")]
+) -> None:
+    """Show an issue: its details, sections and items, and lint results.
+
+    Example: mailer issue show 3
+    """
+    current = state(ctx)
+    issue = _load(current, issue_id)
+    with current.session() as session:
+        doc = issues.document(session, issue)
+        content = issues.content(session, issue)
+    console.print(f"[bold]{issue.publication} {issue.number}[/] (issue {issue.id}, {issue.status})")
+    console.print(f"Subject:   {escape(issue.subject)}")
+    console.print(f"Preheader: {escape(issue.preheader) or '-'}")
+    console.print(f"Slot:      {issues.slot_label(issue.slot_at)}")
+    if issue.approved_at:
+        console.print(
+            f"Approved:  {issue.approved_at:%Y-%m-%d %H:%M} UTC by {issue.approved_by or '-'}"
+        )
+    for section in doc.sections:
+        console.print(f"\n[bold]## {escape(section.heading)}[/]")
+        for item in section.items:
+            extras = " [link]" if item.link else ""
+            extras += " [image]" if item.image else ""
+            console.print(f"  ### {escape(item.title)}{escape(extras)}")
+    if doc.sponsor:
+        console.print(f"\nSponsor: {escape(doc.sponsor.name)}")
+    console.print(f"\nEvents in the diary for this issue: {len(content.events)}")
+    rendered, _ = _rendered(current, issue)
+    findings = lint.lint(content, rendered)
+    blocking = len(lint.errors(findings))
+    console.print(f"Lint: {blocking} errors, {len(findings) - blocking} warnings")
+
+
+def _print_findings(findings: list[lint.Finding]) -> None:
+    if not findings:
+        console.print("[green]No problems found.[/]")
+    for finding in findings:
+        colour = "red" if finding.severity is lint.Severity.ERROR else "yellow"
+        console.print(
+            f"[{colour}]{finding.severity}[/] {escape(finding.message)} "
+            f"{escape(f'[{finding.code}]')}"
+        )
+
+
+@app.command("lint")
+def lint_command(
+    ctx: typer.Context, issue_id: Annotated[int, typer.Argument(help="Issue id.")]
+) -> None:
+    """Check an issue: size, images, links, subject and preheader, unsubscribe links.
+
+    Errors block approval (exit status 1); warnings are listed.
+
+    Example: mailer issue lint 3
+    """
+    current = state(ctx)
+    issue = _load(current, issue_id)
+    rendered, _ = _rendered(current, issue)
+    findings = _findings(current, issue, rendered)
+    _print_findings(findings)
+    if lint.errors(findings):
+        raise typer.Exit(1)
+
+
+@app.command("approve")
+def approve_command(
+    ctx: typer.Context,
+    issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    approver: Annotated[str | None, typer.Option("--by", help="Who approves (email).")] = None,
+) -> None:
+    """Approve a draft: render it, lint it, and freeze content and rendering.
+
+    Example: mailer issue approve 3 --by editor@lepnetwork.example
+    """
+    current = state(ctx)
+    issue = _load(current, issue_id)
+    if issue.status is not IssueStatus.DRAFT:
+        fail(f"issue {issue_id} is {issue.status}: only a draft can be approved")
+    rendered, _ = _rendered(current, issue)
+    findings = _findings(current, issue, rendered)
+    blocking = lint.errors(findings)
+    if blocking:
+        _print_findings(findings)
+        fail(f"issue {issue_id} has {len(blocking)} lint errors: fix them, then approve", 1)
+    with current.session() as session:
+        approved = issues.approve(
+            session, issues.get(session, issue_id), rendered, approver=approver
+        )
+    _print_findings(findings)
+    console.print(
+        f"Approved issue {approved.id} ({approved.publication} {approved.number}): frozen."
+    )
+
+
+@app.command("reopen")
+def reopen_command(
+    ctx: typer.Context, issue_id: Annotated[int, typer.Argument(help="Issue id.")]
+) -> None:
+    """Make an approved issue a draft again (to correct it); its rendering is dropped.
+
+    Example: mailer issue reopen 3
+    """
+    with state(ctx).session() as session:
+        issue = issues.reopen(session, issues.get(session, issue_id))
+    console.print(f"Issue {issue.id} is a draft again.")
+
+
+@app.command("cancel")
+def cancel_command(
+    ctx: typer.Context, issue_id: Annotated[int, typer.Argument(help="Issue id.")]
+) -> None:
+    """Cancel an issue that has not started sending.
+
+    Example: mailer issue cancel 3
+    """
+    with state(ctx).session() as session:
+        issue = issues.cancel(session, issues.get(session, issue_id))
+    console.print(f"Issue {issue.id} is cancelled.")
+
+
+@app.command("preview")
+def preview_command(
+    ctx: typer.Context,
+    issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    out: Annotated[Path | None, typer.Option(help="Folder (default: var/preview/ID).")] = None,
+    png: Annotated[
+        bool, typer.Option("--png", help="Also screenshots at 600 and 375 px (Chromium).")
+    ] = False,
+) -> None:
+    """Write the HTML, the text and a sample .eml for a fictitious reader.
+
+    Example: mailer issue preview 3 --png
+    """
+    current = state(ctx)
+    config = current.config
+    issue = _load(current, issue_id)
+    rendered, definition = _rendered(current, issue)
+    template = proofs.message_template(
+        issue, rendered, definition, config.settings.network, config.settings.web.base_url
+    )
+    folder = out or config.var_dir / "preview" / str(issue_id)
+    personal = proofs.sample_personal(_signer(current), issue, config.settings.network.domain)
+    files = proofs.write_preview(
+        folder, rendered, template, personal, dkim=messages.dkim_key(config)
+    )
+    shots = proofs.screenshots(files.html, folder) if png else ()
+    for path in (files.html, files.text, files.eml, *shots):
+        console.print(escape(str(path)))
+
+
+@app.command("test")
+def test_command(
+    ctx: typer.Context,
+    issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    to: Annotated[list[str], typer.Option("--to", help="Address to send the test to.")],
+) -> None:
+    """Send a test of an issue, subject marked [TEST], through the configured transport.
+
+    Example: mailer issue test 3 --to me@lepnetwork.example --to colleague@lepnetwork.example
+    """
+    try:
+        addresses = [normalise_email(address) for address in to]
+    except ContactFieldError as exc:
+        fail(f"--to: {exc}")
+    current = state(ctx)
+    config = current.config
+    issue = _load(current, issue_id)
+    rendered, definition = _rendered(current, issue)
+    template = proofs.message_template(
+        issue,
+        rendered,
+        definition,
+        config.settings.network,
+        config.settings.web.base_url,
+        subject=messages.proof_subject(issue.subject),
+    )
+    transport = from_config(config, current.engine)
+    replies = asyncio.run(
+        proofs.send_tests(
+            template,
+            addresses,
+            issue=issue,
+            signer=_signer(current),
+            transport=transport,
+            domain=config.settings.network.domain,
+            dkim=messages.dkim_key(config),
+        )
+    )
+    failed = 0
+    for address, reply in replies:
+        mark = "[green]sent[/]" if reply.ok else "[red]refused[/]"
+        failed += not reply.ok
+        console.print(f"{mark} {escape(address)}: {reply.code} {escape(reply.message)}")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,346 @@
+"""Issues: composed from issue files, moved through their statuses, frozen when approved.
+
+Status moves draft -> approved -> scheduled -> sending -> sent, or to cancelled (and a
+scheduled issue the calendar could not send becomes missed). Approving renders the issue
+once and keeps that rendering: from then on neither content nor rendering change.
+
+Errors::
+
+    IssueError         an issue cannot be found, stored or changed
+    +-- IssueStateError  the issue's status does not allow the change
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from mailer import clock, events
+from mailer.issuefile import LONDON, IssueDocument, read
+from mailer.models import Issue, IssueStatus, Item, Publication, Section
+from mailer.publications import PublicationDefinition
+from mailer.rendering import (
+    EventContent,
+    ImageContent,
+    IssueContent,
+    ItemContent,
+    RenderedIssue,
+    Renderer,
+    SectionContent,
+    Slots,
+    SponsorContent,
+)
+
+TRANSITIONS: dict[IssueStatus, frozenset[IssueStatus]] = {
+    IssueStatus.DRAFT: frozenset({IssueStatus.APPROVED, IssueStatus.CANCELLED}),
+    IssueStatus.APPROVED: frozenset(
+        {IssueStatus.DRAFT, IssueStatus.SCHEDULED, IssueStatus.SENDING, IssueStatus.CANCELLED}
+    ),
+    IssueStatus.SCHEDULED: frozenset(
+        {IssueStatus.APPROVED, IssueStatus.SENDING, IssueStatus.CANCELLED, IssueStatus.MISSED}
+    ),
+    IssueStatus.SENDING: frozenset({IssueStatus.SENT}),
+    IssueStatus.SENT: frozenset(),
+    IssueStatus.MISSED: frozenset(),
+    IssueStatus.CANCELLED: frozenset(),
+}
+FROZEN = frozenset(
+    {IssueStatus.APPROVED, IssueStatus.SCHEDULED, IssueStatus.SENDING, IssueStatus.SENT}
+)
+
+
+class IssueError(Exception):
+    """An issue cannot be found, stored or changed."""
+
+
+class IssueStateError(IssueError):
+    """The issue's status does not allow this."""
+
+
+def get(session: Session, issue_id: int) -> Issue:
+    """The issue with this id.
+
+    :raises IssueError: there is none.
+    """
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise IssueError(f"there is no issue {issue_id} (see `mailer issue list`)")
+    return issue
+
+
+def listing(
+    session: Session, publication: Publication | None = None, status: IssueStatus | None = None
+) -> Sequence[Issue]:
+    """Issues, newest slot first (unplanned ones last)."""
+    query = select(Issue).order_by(
+        col(Issue.slot_at).is_(None), col(Issue.slot_at).desc(), col(Issue.id).desc()
+    )
+    if publication is not None:
+        query = query.where(col(Issue.publication) == publication)
+    if status is not None:
+        query = query.where(col(Issue.status) == status)
+    return session.exec(query).all()
+
+
+def next_number(session: Session, publication: Publication, year: int) -> str:
+    """The next free number of ``publication`` in ``year``: '2027/05'."""
+    prefix = f"{year}/"
+    taken = session.exec(
+        select(Issue.number).where(
+            col(Issue.publication) == publication, col(Issue.number).startswith(prefix)
+        )
+    ).all()
+    highest = max((int(n.removeprefix(prefix)) for n in taken if n[5:].isdigit()), default=0)
+    return f"{prefix}{highest + 1:02d}"
+
+
+def transition(session: Session, issue: Issue, status: IssueStatus) -> Issue:
+    """Move an issue to ``status`` if its current status allows it.
+
+    :raises IssueStateError: the move is not allowed.
+    """
+    if status not in TRANSITIONS[issue.status]:
+        allowed = ", ".join(sorted(TRANSITIONS[issue.status])) or "nothing"
+        raise IssueStateError(
+            f"issue {issue.id} is {issue.status}: it cannot become {status} "
+            f"(from {issue.status} it can become: {allowed})"
+        )
+    issue.status = status
+    issue.updated_at = clock.now()
+    session.add(issue)
+    session.flush()
+    return issue
+
+
+def _store_content(session: Session, issue: Issue, document: IssueDocument) -> None:
+    assert issue.id is not None
+    section_ids = select(Section.id).where(col(Section.issue_id) == issue.id)
+    session.execute(sa.delete(Item).where(col(Item.section_id).in_(section_ids)))
+    session.execute(sa.delete(Section).where(col(Section.issue_id) == issue.id))
+    for position, section in enumerate(document.sections):
+        row = Section(issue_id=issue.id, position=position, heading=section.heading)
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        for item_position, item in enumerate(section.items):
+            session.add(
+                Item(
+                    section_id=row.id,
+                    position=item_position,
+                    title=item.title,
+                    body=item.body,
+                    link=item.link,
+                    image_url=item.image.url if item.image else None,
+                    image_alt=item.image.alt if item.image else None,
+                    image_width=item.image.width if item.image else None,
+                    image_height=item.image.height if item.image else None,
+                )
+            )
+    sponsor = document.sponsor
+    issue.sponsor_name = sponsor.name if sponsor else None
+    issue.sponsor_link = sponsor.link if sponsor else None
+    issue.sponsor_blurb = sponsor.blurb if sponsor else None
+    issue.sponsor_logo = sponsor.logo if sponsor else None
+    issue.sponsor_logo_alt = sponsor.logo_alt if sponsor else None
+    session.flush()
+
+
+def save_document(
+    session: Session,
+    document: IssueDocument,
+    *,
+    issue_id: int | None = None,
+    editor: str | None = None,
+) -> Issue:
+    """Create an issue from a document, or replace a draft's content with it.
+
+    A document without a number gets the next free one in its slot's year.
+
+    :raises IssueError: the number is taken by another issue, or the publication differs.
+    :raises IssueStateError: the issue to replace is not a draft.
+    """
+    now = clock.now()
+    if issue_id is None:
+        year = (document.slot_at or now).astimezone(LONDON).year
+        number = document.number or next_number(session, document.publication, year)
+        issue = Issue(publication=document.publication, number=number, subject=document.subject)
+    else:
+        issue = get(session, issue_id)
+        if issue.status is not IssueStatus.DRAFT:
+            raise IssueStateError(
+                f"issue {issue_id} is {issue.status}: only a draft can be edited "
+                "(`mailer issue reopen` makes an approved issue a draft again)"
+            )
+        if issue.publication != document.publication:
+            raise IssueError(
+                f"issue {issue_id} is a {issue.publication}; the file is a {document.publication}"
+            )
+        number = document.number or issue.number
+    clash = session.exec(
+        select(Issue).where(
+            col(Issue.publication) == document.publication,
+            col(Issue.number) == number,
+            col(Issue.id) != (issue.id or 0),
+        )
+    ).first()
+    if clash is not None:
+        raise IssueError(
+            f"{document.publication} {number} already exists (issue {clash.id}); "
+            "choose another number or leave it out to get the next one"
+        )
+    issue.number = number
+    issue.subject = document.subject
+    issue.preheader = document.preheader
+    issue.slot_at = document.slot_at
+    issue.last_edited_by = editor
+    issue.updated_at = now
+    session.add(issue)
+    session.flush()
+    _store_content(session, issue, document)
+    return issue
+
+
+def document(session: Session, issue: Issue) -> IssueDocument:
+    """The issue as an issue file's document (what `mailer issue export` writes)."""
+    sections = session.exec(
+        select(Section).where(col(Section.issue_id) == issue.id).order_by(col(Section.position))
+    ).all()
+    items = session.exec(
+        select(Item)
+        .where(col(Item.section_id).in_([s.id for s in sections]))
+        .order_by(col(Item.section_id), col(Item.position))
+    ).all()
+    by_section: dict[int, list[ItemContent]] = {}
+    for item in items:
+        image = (
+            ImageContent(item.image_url, item.image_alt or "", item.image_width, item.image_height)
+            if item.image_url
+            else None
+        )
+        by_section.setdefault(item.section_id, []).append(
+            ItemContent(title=item.title, body=item.body, link=item.link, image=image)
+        )
+    sponsor = (
+        SponsorContent(
+            name=issue.sponsor_name,
+            link=issue.sponsor_link or "",
+            blurb=issue.sponsor_blurb or "",
+            logo=issue.sponsor_logo,
+            logo_alt=issue.sponsor_logo_alt,
+        )
+        if issue.sponsor_name
+        else None
+    )
+    return IssueDocument(
+        publication=issue.publication,
+        number=issue.number,
+        subject=issue.subject,
+        preheader=issue.preheader,
+        slot_at=issue.slot_at,
+        sections=tuple(
+            SectionContent(s.heading, tuple(by_section.get(s.id or 0, []))) for s in sections
+        ),
+        sponsor=sponsor,
+    )
+
+
+def content(session: Session, issue: Issue) -> IssueContent:
+    """What the issue says, with the events diary for its audience and slot."""
+    doc = document(session, issue)
+    start = (issue.slot_at or clock.now()).astimezone(LONDON).date()
+    diary = tuple(
+        EventContent(e.starts_on, e.title, e.location, e.link)
+        for e in events.upcoming(session, issue.publication, start)
+    )
+    return IssueContent(
+        number=doc.number,
+        subject=doc.subject,
+        preheader=doc.preheader,
+        slot_at=doc.slot_at,
+        sections=doc.sections,
+        events=diary,
+        sponsor=doc.sponsor,
+    )
+
+
+def rendering(
+    session: Session, issue: Issue, renderer: Renderer, definition: PublicationDefinition
+) -> RenderedIssue:
+    """The issue's rendering: the frozen one once approved, a fresh one for a draft."""
+    if issue.status in FROZEN and issue.rendered_html is not None:
+        assert issue.rendered_text is not None and issue.render_nonce is not None
+        slots = Slots(issue.render_nonce)
+        return RenderedIssue(
+            html=issue.rendered_html,
+            text=issue.rendered_text,
+            slots=slots,
+            links=renderer.links(slots),
+        )
+    return renderer.render(content(session, issue), definition)
+
+
+def approve(
+    session: Session,
+    issue: Issue,
+    rendered: RenderedIssue,
+    *,
+    approver: str | None = None,
+) -> Issue:
+    """Freeze a draft with its rendering (the caller has linted it).
+
+    :raises IssueStateError: the issue is not a draft.
+    """
+    transition(session, issue, IssueStatus.APPROVED)
+    issue.rendered_html = rendered.html
+    issue.rendered_text = rendered.text
+    issue.render_nonce = rendered.slots.nonce
+    issue.approved_by = approver
+    issue.approved_at = clock.now()
+    session.flush()
+    return issue
+
+
+def reopen(session: Session, issue: Issue) -> Issue:
+    """Make an approved (not yet sending) issue a draft again, dropping its rendering.
+
+    :raises IssueStateError: the issue is not approved or scheduled.
+    """
+    if issue.status is IssueStatus.SCHEDULED:
+        transition(session, issue, IssueStatus.APPROVED)
+    transition(session, issue, IssueStatus.DRAFT)
+    issue.rendered_html = issue.rendered_text = issue.render_nonce = None
+    issue.approved_by = None
+    issue.approved_at = None
+    session.flush()
+    return issue
+
+
+def cancel(session: Session, issue: Issue) -> Issue:
+    """Cancel an issue that has not started sending.
+
+    :raises IssueStateError: the issue is sending, sent, missed or already cancelled.
+    """
+    return transition(session, issue, IssueStatus.CANCELLED)
+
+
+def import_file(
+    session: Session, path: Path, *, issue_id: int | None = None, editor: str | None = None
+) -> Issue:
+    """Create (or, with ``issue_id``, replace the draft of) an issue from an issue file.
+
+    :raises IssueFileError: the file is malformed.
+    :raises IssueError: the number is taken, or the issue is not a draft.
+    """
+    return save_document(session, read(path), issue_id=issue_id, editor=editor)
+
+
+def slot_label(slot_at: datetime | None) -> str:
+    """A slot in London time for people: 'Thu 4 Mar 2027 09:30'."""
+    if slot_at is None:
+        return "-"
+    local = slot_at.astimezone(LONDON)
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M}"

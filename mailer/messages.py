@@ -1,0 +1,292 @@
+"""The bytes handed to SMTP: prepared once per issue, personalised per recipient by joining.
+
+A :class:`MessageTemplate` is the whole RFC 5322 message (headers, multipart/alternative
+with a quoted-printable text part first and HTML part last, CRLF line ends) cut at the
+places that differ per recipient. Each gap sits on an encoded line of its own, between
+quoted-printable soft line breaks, so inserting a value never breaks the encoding or the
+76-character line limit; values are encoded on the way in (RFC 2047 for the To name,
+quoted-printable and HTML escaping for the body). Optional DKIM signing comes last, over
+the exact bytes sent.
+
+Errors::
+
+    HeaderError   a header value holds a line break or is otherwise unsafe
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.policy
+import html
+import re
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.header import Header
+from email.headerregistry import Address
+from email.utils import format_datetime
+from enum import IntEnum
+
+import dkim
+
+from mailer import clock
+from mailer.publications import PublicationDefinition
+from mailer.rendering import RenderedIssue
+from mailer.settings import Config, NetworkSettings
+
+POLICY = email.policy.SMTP
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+DKIM_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"mime-version",
+    b"content-type",
+    b"list-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"feedback-id",
+)
+_ATOM_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ .]*$")
+
+
+class HeaderError(ValueError):
+    """A header value is unsafe (a CR or LF would let it add headers)."""
+
+
+class Gap(IntEnum):
+    """What goes into each gap of a template."""
+
+    DATE = 0
+    MESSAGE_ID = 1
+    TO = 2
+    TOKEN = 3
+    TEXT_NAME = 4
+    HTML_NAME = 5
+
+
+@dataclass(frozen=True)
+class Personal:
+    """One recipient's values."""
+
+    name: str
+    email: str
+    token: str
+    message_id: str
+
+
+def check_header_value(field: str, value: str) -> str:
+    """Refuse a value that could inject headers.
+
+    :raises HeaderError: the value holds a CR, LF or other control character.
+    """
+    if any(ch in value for ch in "\r\n\x00") or any(ord(ch) < 32 and ch != "\t" for ch in value):
+        raise HeaderError(f"{field}: a line break or control character is not allowed")
+    return value
+
+
+def _qp(data: bytes) -> bytes:
+    """Quoted-printable with CRLF line ends and lines of at most 76 characters."""
+    return binascii.b2a_qp(data, istext=True).replace(b"\n", CRLF)
+
+
+def _gap_value(data: bytes) -> bytes:
+    """A value encoded to sit on its own lines between soft line breaks."""
+    return _qp(data) + SOFT_BREAK
+
+
+def header(name: str, value: str) -> bytes:
+    """One header line: plain ASCII folded at spaces, anything else RFC 2047-encoded.
+
+    The standard library folds some plain values oddly (a subject starting with "[TEST]"
+    moves to a continuation line), so ASCII text is folded here; the rest is left to it.
+    """
+    check_header_value(name, value)
+    if value.isascii() and "=?" not in value:
+        lines = textwrap.wrap(
+            f"{name}: {value}", width=78, break_long_words=False, break_on_hyphens=False
+        )
+        return ("\r\n ".join(lines) + "\r\n").encode("ascii")
+    folded: str = POLICY.header_factory(name, value).fold(policy=POLICY)
+    return folded.encode("ascii")
+
+
+def format_to(name: str, address: str) -> bytes:
+    """``To:`` for one recipient: plain quoted name if ASCII, RFC 2047 otherwise."""
+    if name.isascii() and _ATOM_SAFE.match(name):
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'To: "{quoted}" <{address}>\r\n'.encode("ascii")
+    encoded = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+    return f"To: {encoded} <{address}>\r\n".encode("ascii")
+
+
+def message_id(domain: str, issue_key: str, contact_id: int) -> str:
+    """The Message-ID of one delivery: unique in the issue, the same when re-sent."""
+    return f"<{issue_key}.{contact_id:x}@{domain}>"
+
+
+def issue_key(publication: str, number: str) -> str:
+    """'bulletin-2027-05': names an issue in Message-IDs and Feedback-IDs."""
+    return f"{publication}-{re.sub(r'[^A-Za-z0-9]+', '-', number).strip('-')}".lower()
+
+
+class MessageTemplate:
+    """One issue's message with gaps for the per-recipient values."""
+
+    def __init__(self, segments: Sequence[bytes], gaps: Sequence[Gap]) -> None:
+        assert len(segments) == len(gaps) + 1
+        self.segments = tuple(segments)
+        self.gaps = tuple(gaps)
+
+    @classmethod
+    def build(
+        cls,
+        rendered: RenderedIssue,
+        definition: PublicationDefinition,
+        network: NetworkSettings,
+        *,
+        subject: str,
+        number: str,
+        base_url: str,
+    ) -> MessageTemplate:
+        """Prepare the message of an issue once.
+
+        :raises HeaderError: the subject or a name holds a line break.
+        """
+        check_header_value("subject", subject)
+        key = issue_key(definition.publication.value, number)
+        boundary = f"=_mailer_{rendered.slots.nonce}"
+        publication = definition.publication.value
+        feedback_id = f"Feedback-ID: {key}:{publication}:mailer:{network.sender_id}\r\n"
+        pieces: list[bytes | Gap] = [
+            b"Date: ",
+            Gap.DATE,
+            b"\r\nMessage-ID: ",
+            Gap.MESSAGE_ID,
+            CRLF,
+            Gap.TO,
+            header(
+                "From",
+                str(
+                    Address(
+                        display_name=check_header_value("from_name", definition.from_name),
+                        addr_spec=definition.from_address,
+                    )
+                ),
+            ),
+            header("Subject", subject),
+            header("Reply-To", definition.reply_to),
+            header("List-Id", f"{definition.name} <{definition.list_id}>"),
+            f"List-Unsubscribe: <{base_url.rstrip('/')}/u/".encode("ascii"),
+            Gap.TOKEN,
+            f">,\r\n <mailto:unsubscribe@{network.domain}?subject=unsubscribe%20".encode("ascii"),
+            Gap.TOKEN,
+            b">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            feedback_id.encode("ascii"),
+            b"MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii"),
+            f"--{boundary}\r\n".encode("ascii"),
+            b'Content-Type: text/plain; charset="utf-8"\r\n',
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+            *_body(rendered.text, rendered.slots.name, rendered.slots.token, Gap.TEXT_NAME),
+            f"\r\n--{boundary}\r\n".encode("ascii"),
+            b'Content-Type: text/html; charset="utf-8"\r\n',
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+            *_body(rendered.html, rendered.slots.name, rendered.slots.token, Gap.HTML_NAME),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        ]
+        segments: list[bytes] = [b""]
+        gaps: list[Gap] = []
+        for piece in pieces:
+            if isinstance(piece, Gap):
+                gaps.append(piece)
+                segments.append(b"")
+            else:
+                segments[-1] += piece
+        return cls(segments, gaps)
+
+    def personalise(self, personal: Personal, date: bytes | None = None) -> bytes:
+        """The exact bytes for one recipient: a join of prepared bytes and encoded values."""
+        token = personal.token.encode("ascii")
+        name = personal.name.encode("utf-8")
+        values = (
+            date or format_datetime(clock.now()).encode("ascii"),
+            personal.message_id.encode("ascii"),
+            format_to(personal.name, personal.email),
+            token,
+            _gap_value(name),
+            _gap_value(html.escape(personal.name, quote=True).encode("utf-8")),
+        )
+        parts = [self.segments[0]]
+        for gap, segment in zip(self.gaps, self.segments[1:], strict=True):
+            parts.append(values[gap])
+            parts.append(segment)
+        return b"".join(parts)
+
+
+def _body(body: str, name_slot: str, token_slot: str, name_gap: Gap) -> list[bytes | Gap]:
+    """A body encoded as quoted-printable, cut at its slots; each gap on a line of its own.
+
+    Tokens are URL-safe ASCII and stay on the line that a soft break opens for them; a
+    name is quoted-printable encoded on insertion (see :func:`_gap_value`).
+    """
+    pieces: list[bytes | Gap] = []
+    text = body.replace("\r\n", "\n")
+    for number, chunk in enumerate(
+        re.split(f"({re.escape(name_slot)}|{re.escape(token_slot)})", text)
+    ):
+        if number % 2:
+            if chunk == name_slot:
+                pieces.append(name_gap)
+            else:
+                pieces.extend([Gap.TOKEN, SOFT_BREAK])
+            continue
+        encoded = _qp(chunk.encode("utf-8"))
+        if chunk and not chunk.endswith("\n"):
+            encoded += SOFT_BREAK
+        pieces.append(encoded)
+    return pieces
+
+
+def proof_subject(subject: str) -> str:
+    """The subject of a test send: marked so nobody mistakes it for the real issue."""
+    return f"[TEST] {subject}"
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """What DKIM signing needs; ``d=`` is the network's domain, aligned with From."""
+
+    selector: str
+    domain: str
+    private_key: bytes
+
+
+def dkim_key(config: Config) -> DkimKey | None:
+    """The DKIM key if ``[dkim] selector`` and a private key are both set, else None."""
+    selector = config.settings.dkim.selector
+    key = config.secrets.dkim_private_key
+    if not selector or not key:
+        return None
+    return DkimKey(selector, config.settings.network.domain, key)
+
+
+def dkim_sign(message: bytes, *, selector: str, domain: str, private_key: bytes) -> bytes:
+    """Prepend a DKIM-Signature (rsa-sha256, relaxed/relaxed) over exactly these bytes.
+
+    The signed headers include the List-* and Feedback-ID headers (RFC 8058 section 4).
+    """
+    signature = dkim.sign(
+        message,
+        selector.encode("ascii"),
+        domain.encode("ascii"),
+        private_key,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=list(DKIM_HEADERS),
+        linesep=CRLF,
+    )
+    return bytes(signature) + message

@@ -1,0 +1,180 @@
+"""Proofs for staff: preview files, browser screenshots and test sends of an issue.
+
+Errors::
+
+    ProofError   a preview could not be written or the browser could not take screenshots
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.messages import (
+    DkimKey,
+    MessageTemplate,
+    Personal,
+    dkim_sign,
+    issue_key,
+)
+from mailer.models import Issue
+from mailer.publications import PublicationDefinition
+from mailer.rendering import RenderedIssue
+from mailer.settings import NetworkSettings
+from mailer.tokens import TokenSigner
+from mailer.transports import Reply, Transport
+
+SAMPLE_NAME = "Zoë Sample-Ñúñez"
+SAMPLE_EMAIL = "zoe.sample@recipient.example"
+WIDTHS = (600, 375)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+)
+
+
+class ProofError(Exception):
+    """A proof could not be made."""
+
+
+@dataclass(frozen=True)
+class PreviewFiles:
+    html: Path
+    text: Path
+    eml: Path
+    screenshots: tuple[Path, ...] = ()
+
+
+def sample_personal(signer: TokenSigner, issue: Issue, domain: str) -> Personal:
+    """A fictitious reader (contact 0 exists nowhere, so their links change nothing)."""
+    assert issue.id is not None
+    key = issue_key(issue.publication.value, issue.number)
+    return Personal(
+        name=SAMPLE_NAME,
+        email=SAMPLE_EMAIL,
+        token=signer.recipient(0, issue.id),
+        message_id=f"<preview.{key}@{domain}>",
+    )
+
+
+def message_template(
+    issue: Issue,
+    rendered: RenderedIssue,
+    definition: PublicationDefinition,
+    network: NetworkSettings,
+    base_url: str,
+    *,
+    subject: str | None = None,
+) -> MessageTemplate:
+    """The issue's message, prepared once."""
+    return MessageTemplate.build(
+        rendered,
+        definition,
+        network,
+        subject=subject or issue.subject,
+        number=issue.number,
+        base_url=base_url,
+    )
+
+
+def write_preview(
+    out_dir: Path,
+    rendered: RenderedIssue,
+    template: MessageTemplate,
+    personal: Personal,
+    *,
+    dkim: DkimKey | None = None,
+) -> PreviewFiles:
+    """Write ``preview.html``, ``preview.txt`` and ``preview.eml`` for one fictitious reader.
+
+    :raises ProofError: the folder cannot be written.
+    """
+    html, text = rendered.for_reader(personal.name, personal.token)
+    raw = template.personalise(personal)
+    if dkim is not None:
+        raw = dkim_sign(
+            raw, selector=dkim.selector, domain=dkim.domain, private_key=dkim.private_key
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = PreviewFiles(
+            out_dir / "preview.html", out_dir / "preview.txt", out_dir / "preview.eml"
+        )
+        files.html.write_text(html, encoding="utf-8")
+        files.text.write_text(text, encoding="utf-8")
+        files.eml.write_bytes(raw)
+    except OSError as exc:
+        raise ProofError(f"{out_dir}: cannot write the preview: {exc.strerror}") from exc
+    return files
+
+
+def screenshots(html: Path, out_dir: Path, widths: Sequence[int] = WIDTHS) -> tuple[Path, ...]:
+    """Full-page PNGs of ``html`` at each width, taken with Debian's Chromium.
+
+    The browser runs headless with every outside host unresolvable, so remote images show
+    as their alt text, as in a mail client that blocks images.
+
+    :raises ProofError: Chromium is not installed or fails.
+    """
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        raise ProofError(f"{CHROMIUM} is missing: install Debian's chromium (make test does)")
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    shots = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+            try:
+                for width in widths:
+                    page = browser.new_page(viewport={"width": width, "height": 800})
+                    page.goto(html.resolve().as_uri(), wait_until="load")
+                    target = out_dir / f"preview-{width}.png"
+                    page.screenshot(path=str(target), full_page=True)
+                    page.close()
+                    shots.append(target)
+            finally:
+                browser.close()
+    except PlaywrightError as exc:
+        raise ProofError(f"Chromium could not take the screenshots: {exc.message}") from exc
+    return tuple(shots)
+
+
+async def send_tests(
+    template: MessageTemplate,
+    addresses: Sequence[str],
+    *,
+    issue: Issue,
+    signer: TokenSigner,
+    transport: Transport,
+    domain: str,
+    dkim: DkimKey | None = None,
+) -> list[tuple[str, Reply]]:
+    """Send one test message to each address; the links in it act on nobody."""
+    assert issue.id is not None
+    key = issue_key(issue.publication.value, issue.number)
+    replies = []
+    for address in addresses:
+        personal = Personal(
+            name=address.split("@")[0],
+            email=address,
+            token=signer.recipient(0, issue.id),
+            message_id=f"<test.{key}.{secrets.token_hex(6)}@{domain}>",
+        )
+        raw = template.personalise(personal)
+        if dkim is not None:
+            raw = dkim_sign(
+                raw, selector=dkim.selector, domain=dkim.domain, private_key=dkim.private_key
+            )
+        replies.append((address, await transport.send(f"bounces@{domain}", [address], raw)))
+    return replies

@@ -1,0 +1,85 @@
+"""A real SMTP server for tests (aiosmtpd on 127.0.0.1) that can be told to misbehave.
+
+Faults are chosen per recipient: an SMTP reply code for RCPT or DATA (421, 451, 452, 550,
+554, ...), or dropping the connection in the middle of DATA.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+REPLIES = {
+    421: "421 4.3.2 Service shutting down",
+    451: "451 4.3.0 Temporary local problem",
+    452: "452 4.2.2 Mailbox full",
+    550: "550 5.1.1 No such user",
+    554: "554 5.7.1 Message rejected as spam",
+}
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
+@dataclass
+class RecordingHandler:
+    """Keeps every accepted message; answers or misbehaves as told for chosen recipients."""
+
+    messages: list[Received] = field(default_factory=list)
+    rcpt_faults: dict[str, int] = field(default_factory=dict)
+    data_faults: dict[str, int] = field(default_factory=dict)
+    drop_during_data: set[str] = field(default_factory=set)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        code = self.rcpt_faults.get(address.lower())
+        if code is not None:
+            return REPLIES.get(code, f"{code} fault injected")
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        recipients = [r.lower() for r in envelope.rcpt_tos]
+        for recipient in recipients:
+            if recipient in self.drop_during_data:
+                assert server.transport is not None
+                server.transport.close()
+                return "421 closing"
+            code = self.data_faults.get(recipient)
+            if code is not None:
+                return REPLIES.get(code, f"{code} fault injected")
+        data = envelope.original_content or b""
+        self.messages.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), data))
+        return "250 2.0.0 Message accepted"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (aiosmtpd cannot bind port 0 itself)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running(
+    handler: RecordingHandler | None = None,
+) -> Iterator[tuple[Controller, RecordingHandler]]:
+    """Start a server on 127.0.0.1 and stop it afterwards."""
+    handler = handler or RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller, handler
+    finally:
+        controller.stop()
