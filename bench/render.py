@@ -43,7 +43,7 @@ def realistic_issue(target_kb: int = 40) -> tuple[IssueContent, Renderer]:
     definition = publications.load(ROOT / "lists", Publication.BULLETIN)
     sections = doc.sections
     while True:
-        content = IssueContent(doc.number, doc.subject, doc.preheader, doc.slot_at, sections)
+        content = dataclasses.replace(doc, sections=sections).content()
         size = len(renderer.render(content, definition).html.encode())
         if size >= target_kb * 1024:
             return content, renderer

@@ -40,7 +40,14 @@ import yaml
 
 from mailer.markup import single_line
 from mailer.models import Publication
-from mailer.rendering import ImageContent, ItemContent, SectionContent, SponsorContent
+from mailer.rendering import (
+    EventContent,
+    ImageContent,
+    IssueContent,
+    ItemContent,
+    SectionContent,
+    SponsorContent,
+)
 
 LONDON = ZoneInfo("Europe/London")
 FRONT_KEYS = ("publication", "number", "subject", "preheader", "slot", "sponsor")
@@ -66,7 +73,18 @@ class IssueDocument:
     slot_at: datetime | None
     sections: tuple[SectionContent, ...]
     sponsor: SponsorContent | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def content(self, events: tuple[EventContent, ...] = ()) -> IssueContent:
+        """What rendering needs: this document plus the events diary it carries."""
+        return IssueContent(
+            number=self.number,
+            subject=self.subject,
+            preheader=self.preheader,
+            slot_at=self.slot_at,
+            sections=self.sections,
+            events=events,
+            sponsor=self.sponsor,
+        )
 
 
 def _url(value: str, where: str, schemes: tuple[str, ...] = ("https://", "http://")) -> str:

@@ -250,21 +250,12 @@ def document(session: Session, issue: Issue) -> IssueDocument:
 
 def content(session: Session, issue: Issue) -> IssueContent:
     """What the issue says, with the events diary for its audience and slot."""
-    doc = document(session, issue)
     start = (issue.slot_at or clock.now()).astimezone(LONDON).date()
     diary = tuple(
         EventContent(e.starts_on, e.title, e.location, e.link)
         for e in events.upcoming(session, issue.publication, start)
     )
-    return IssueContent(
-        number=doc.number,
-        subject=doc.subject,
-        preheader=doc.preheader,
-        slot_at=doc.slot_at,
-        sections=doc.sections,
-        events=diary,
-        sponsor=doc.sponsor,
-    )
+    return document(session, issue).content(diary)
 
 
 def rendering(

@@ -32,16 +32,7 @@ def renderer(templates: Path = ROOT / "templates") -> Renderer:
 
 
 def content(publication: Publication) -> IssueContent:
-    doc = issuefile.read(DATA / f"{publication.value}.md")
-    return IssueContent(
-        number=doc.number,
-        subject=doc.subject,
-        preheader=doc.preheader,
-        slot_at=doc.slot_at,
-        sections=doc.sections,
-        events=EVENTS,
-        sponsor=doc.sponsor,
-    )
+    return issuefile.read(DATA / f"{publication.value}.md").content(EVENTS)
 
 
 def definition(publication: Publication) -> publications.PublicationDefinition:
