@@ -95,8 +95,11 @@ def _qp(data: bytes) -> bytes:
 
 
 def _gap_value(data: bytes) -> bytes:
-    """A value encoded to sit on its own lines between soft line breaks."""
-    return _qp(data) + SOFT_BREAK
+    """A value encoded to sit on its own lines between soft line breaks.
+
+    Encoded as binary, so even a CR or LF in a value becomes =0D=0A, never a line break.
+    """
+    return binascii.b2a_qp(data, istext=False).replace(b"\n", CRLF) + SOFT_BREAK
 
 
 def header(name: str, value: str) -> bytes:

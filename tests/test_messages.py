@@ -266,3 +266,12 @@ def test_message_ids_and_issue_keys_are_stable() -> None:
     assert message_id("lepnetwork.example", "bulletin-2027-05", 255) == (
         "<bulletin-2027-05.ff@lepnetwork.example>"
     )
+
+
+def test_a_line_break_in_a_name_cannot_add_a_header() -> None:
+    # Names are checked at import; even so, one with CR LF is encoded, never a new header.
+    raw = TEMPLATE.personalise(_personal("Evil\r\nBcc: everyone@example.org"))
+    msg = _parse(raw)
+    assert msg["Bcc"] is None
+    assert msg.defects == []
+    assert b"\r\nBcc:" not in raw
