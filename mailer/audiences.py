@@ -90,7 +90,7 @@ def check_contact(session: Session, publication: Publication, contact_id: int) -
         raise
 
 
-def _members(
+def members(
     publication: Publication, rule: AudienceRule
 ) -> sa.Select[int | None, str, str, int, OrganisationKind, Role]:
     """Active, subscribed, unsuppressed contacts of the allowed organisation kinds."""
@@ -135,7 +135,7 @@ def resolve(
     :raises FirewallError: a row broke the firewall (the query makes this impossible;
         the check is the second lock on the door).
     """
-    query = _members(publication, rule).order_by(col(Contact.id))
+    query = members(publication, rule).order_by(col(Contact.id))
     result = session.execute(query.execution_options(yield_per=chunk))
     for contact_id, email, name, organisation_id, kind, role in result:
         check_recipient(publication, kind)
@@ -144,7 +144,7 @@ def resolve(
 
 def count(session: Session, publication: Publication, rule: AudienceRule) -> int:
     """The number of recipients :func:`resolve` would yield."""
-    subquery = _members(publication, rule).subquery()
+    subquery = members(publication, rule).subquery()
     return int(session.execute(sa.select(sa.func.count()).select_from(subquery)).scalar_one())
 
 
@@ -152,11 +152,11 @@ def breakdown(
     session: Session, publication: Publication, rule: AudienceRule
 ) -> list[AudienceCount]:
     """Audience size by organisation kind and role."""
-    members = _members(publication, rule).subquery()
+    subquery = members(publication, rule).subquery()
     query = (
-        sa.select(members.c.kind, members.c.role, sa.func.count())
-        .group_by(members.c.kind, members.c.role)
-        .order_by(members.c.kind, members.c.role)
+        sa.select(subquery.c.kind, subquery.c.role, sa.func.count())
+        .group_by(subquery.c.kind, subquery.c.role)
+        .order_by(subquery.c.kind, subquery.c.role)
     )
     return [
         AudienceCount(OrganisationKind(kind), Role(role), int(n))

@@ -259,6 +259,8 @@ class Issue(SQLModel, table=True):
     rendered_html: str | None = Field(default=None, sa_type=sa.Text)
     rendered_text: str | None = Field(default=None, sa_type=sa.Text)
     render_nonce: str | None = Field(default=None, max_length=40)
+    send_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    send_finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -320,3 +322,66 @@ class CapturedMessage(SQLModel, table=True):
     path: str = Field(max_length=1000)
     size: int
     captured_at: datetime = _timestamp()
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class BounceKind(StrEnum):
+    PERMANENT = "permanent"
+    TEMPORARY = "temporary"
+    COMPLAINT = "complaint"
+
+
+class Delivery(SQLModel, table=True):
+    """One issue to one contact: claimed before SMTP, its reply recorded after."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("issue_id", "contact_id"),
+        sa.Index("ix_deliveries_outbox", "issue_id", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issues.id")
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    status: DeliveryStatus = Field(
+        default=DeliveryStatus.QUEUED,
+        sa_type=enum_type(DeliveryStatus, "delivery_status"),
+        nullable=False,
+    )
+    attempts: int = Field(default=0)
+    in_doubt: bool = Field(default=False)
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_code: int | None = None
+    last_reply: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class BounceEvent(SQLModel, table=True):
+    """A bounce or complaint, recorded first and acted on by the policy (Mailman's model)."""
+
+    __tablename__ = "bounce_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
+    delivery_id: int | None = Field(default=None, foreign_key="deliveries.id", index=True)
+    email_hash: str = Field(max_length=64, index=True)
+    kind: BounceKind = Field(
+        sa_type=enum_type(BounceKind, "bounce_kind"),
+        nullable=False,
+    )
+    source: str = Field(max_length=20)
+    code: int | None = None
+    diagnostic: str = Field(default="", max_length=1000)
+    created_at: datetime = _timestamp()

@@ -160,21 +160,29 @@ async def send_tests(
     domain: str,
     dkim: DkimKey | None = None,
 ) -> list[tuple[str, Reply]]:
-    """Send one test message to each address; the links in it act on nobody."""
+    """Send one test message to each address, then close the transport.
+
+    The links in a test message act on nobody (contact 0 does not exist).
+
+    :raises TransportError: the relay cannot be reached.
+    """
     assert issue.id is not None
     key = issue_key(issue.publication.value, issue.number)
     replies = []
-    for address in addresses:
-        personal = Personal(
-            name=address.split("@")[0],
-            email=address,
-            token=signer.recipient(0, issue.id),
-            message_id=f"<test.{key}.{secrets.token_hex(6)}@{domain}>",
-        )
-        raw = template.personalise(personal)
-        if dkim is not None:
-            raw = dkim_sign(
-                raw, selector=dkim.selector, domain=dkim.domain, private_key=dkim.private_key
+    try:
+        for address in addresses:
+            personal = Personal(
+                name=address.split("@")[0],
+                email=address,
+                token=signer.recipient(0, issue.id),
+                message_id=f"<test.{key}.{secrets.token_hex(6)}@{domain}>",
             )
-        replies.append((address, await transport.send(f"bounces@{domain}", [address], raw)))
+            raw = template.personalise(personal)
+            if dkim is not None:
+                raw = dkim_sign(
+                    raw, selector=dkim.selector, domain=dkim.domain, private_key=dkim.private_key
+                )
+            replies.append((address, await transport.send(f"bounces@{domain}", [address], raw)))
+    finally:
+        await transport.close()
     return replies

@@ -133,6 +133,45 @@ class SmtpSettings(_Section):
         "", description="SMTP login (empty: no login); the password is MAILER_SMTP_PASSWORD."
     )
     timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for the relay.")
+    connections: int = Field(
+        8, ge=1, le=256, description="SMTP connections kept open to the relay at once."
+    )
+    messages_per_connection: int = Field(
+        1000, ge=1, description="Messages sent over one connection before it is renewed."
+    )
+    rate: float = Field(
+        0.0, ge=0, description="Most messages per second overall (0: as fast as the relay takes)."
+    )
+    per_domain: int = Field(
+        8, ge=1, description="Most messages in flight at once to one recipient domain."
+    )
+
+
+class DeliverySettings(_Section):
+    """The outbox: batches, retries and crash recovery."""
+
+    batch_size: int = Field(
+        200, ge=1, le=10_000, description="Deliveries a sender claims from the outbox at once."
+    )
+    retry_base_seconds: int = Field(
+        300,
+        ge=1,
+        description="First wait after a temporary failure (4xx); doubled for each new attempt.",
+    )
+    retry_max_seconds: int = Field(
+        21_600, ge=1, description="Longest wait between two attempts of one delivery."
+    )
+    retry_deadline_hours: float = Field(
+        72.0, gt=0, description="A delivery still failing temporarily after this long fails."
+    )
+    claim_timeout_seconds: int = Field(
+        300,
+        ge=10,
+        description=(
+            "A claimed delivery with no result after this long, from a sender that stopped, "
+            "is sent again (counted as in doubt)."
+        ),
+    )
 
 
 class DkimSettings(_Section):
@@ -173,6 +212,7 @@ class Settings(_Section):
     paths: PathsSettings = Field(default_factory=PathsSettings, description="Folders.")
     web: WebSettings = Field(default_factory=WebSettings, description="The public site.")
     smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="Outgoing mail.")
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="The outbox.")
     dkim: DkimSettings = Field(default_factory=DkimSettings, description="DKIM signing.")
     contacts_import: ImportSettings = Field(
         default_factory=ImportSettings,

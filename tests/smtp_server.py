@@ -6,7 +6,9 @@ Faults are chosen per recipient: an SMTP reply code for RCPT or DATA (421, 451, 
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +41,22 @@ class RecordingHandler:
     rcpt_faults: dict[str, int] = field(default_factory=dict)
     data_faults: dict[str, int] = field(default_factory=dict)
     drop_during_data: set[str] = field(default_factory=set)
+    delay: float = 0.0
+    sessions: int = 0
+    in_flight: Counter[str] = field(default_factory=Counter)
+    most_in_flight: Counter[str] = field(default_factory=Counter)
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -59,6 +77,16 @@ class RecordingHandler:
             code = self.data_faults.get(recipient)
             if code is not None:
                 return REPLIES.get(code, f"{code} fault injected")
+        domains = {r.rpartition("@")[2] for r in recipients}
+        for domain in domains:
+            self.in_flight[domain] += 1
+            self.most_in_flight[domain] = max(self.most_in_flight[domain], self.in_flight[domain])
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            for domain in domains:
+                self.in_flight[domain] -= 1
         data = envelope.original_content or b""
         self.messages.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), data))
         return "250 2.0.0 Message accepted"

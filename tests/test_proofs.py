@@ -145,7 +145,7 @@ def test_a_refusal_is_reported_and_an_absent_server_is_an_error(session: Session
     assert replies[0][1].code == 550
     assert not replies[0][1].ok
     nobody = SmtpTransport("127.0.0.1", free_port(), timeout=5)
-    with pytest.raises(TransportError, match=r"cannot send through 127\.0\.0\.1"):
+    with pytest.raises(TransportError, match=r"cannot reach 127\.0\.0\.1"):
         asyncio.run(nobody.send("a@lepnetwork.example", ["b@lepnetwork.example"], b"x"))
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import typer
+import logging
 
-from mailer.cli import audience, contacts, events, issues, orgs, setup
-from mailer.cli.state import MailerGroup, State
+import typer
+from rich.logging import RichHandler
+
+from mailer.cli import audience, contacts, events, issues, orgs, sending, setup
+from mailer.cli.state import MailerGroup, State, err
 
 app = typer.Typer(
     cls=MailerGroup,
@@ -25,6 +28,12 @@ app = typer.Typer(
 def _root(ctx: typer.Context) -> None:
     ctx.obj = State()
     ctx.call_on_close(ctx.obj.close)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, markup=False)],
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 setup.register(app)
@@ -33,6 +42,7 @@ app.add_typer(orgs.app, name="orgs")
 app.add_typer(audience.app, name="audience")
 app.add_typer(issues.app, name="issue")
 app.add_typer(events.app, name="events")
+sending.register(app, issues.app)
 
 
 def main() -> None:

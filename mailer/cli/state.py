@@ -16,6 +16,7 @@ from sqlmodel import Session
 from typer.core import TyperGroup
 
 from mailer import db, settings
+from mailer.delivery import SenderBusy
 from mailer.events import EventError
 from mailer.importer import ImportFileError
 from mailer.issuefile import IssueFileError
@@ -46,6 +47,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ProofError,
     TransportError,
     EventError,
+    SenderBusy,
 )
 
 

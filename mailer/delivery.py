@@ -1,0 +1,353 @@
+"""Sending: claim a batch from the outbox, personalise each message, hand it over, record.
+
+One :class:`Sender` per process. Database work runs on one background thread, in order;
+messages go out concurrently through the transport (its pool decides how many at once).
+A relay that cannot be reached releases the claimed rows unsent and pauses the sender
+with a growing back-off, logged once per outage rather than once per message.
+
+Errors::
+
+    SenderBusy   another sender holds this SQLite database (one sender per SQLite file)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import uvloop
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from mailer import audiences, clock, issues, outbox, publications
+from mailer.messages import DkimKey, MessageTemplate, Personal, dkim_sign, issue_key, message_id
+from mailer.outbox import Claimed, Outcome, Result
+from mailer.rendering import Renderer
+from mailer.settings import Config
+from mailer.tokens import TokenSigner
+from mailer.transports import Transport, TransportError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+LOCK_FILE = "sender.lock"
+MAX_PAUSE = 60.0
+
+
+class SenderBusy(Exception):
+    """Another sender is already working on this SQLite database."""
+
+
+@contextmanager
+def single_sender(engine: Engine, var_dir: Path) -> Iterator[None]:
+    """On SQLite, make sure only one sender runs (PostgreSQL senders share the outbox).
+
+    :raises SenderBusy: another ``mailer send`` or ``mailer worker`` holds the lock.
+    """
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / LOCK_FILE
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise SenderBusy(
+                f"a sender is already running on this SQLite database ({holder}); on SQLite "
+                "one sender runs at a time. Use PostgreSQL to run several `mailer worker`s."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class Tally:
+    """What this sender has done so far (for progress bars and logs)."""
+
+    to_send: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    released: int = 0
+    resent_in_doubt: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.deferred + self.failed
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    template: MessageTemplate
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    claimed: Claimed
+    sender: str
+    data: bytes
+
+
+class Sender:
+    """Drains the outbox through one transport."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        transport: Transport,
+        *,
+        signer: TokenSigner,
+        dkim: DkimKey | None = None,
+        worker: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.transport = transport
+        self.signer = signer
+        self.dkim = dkim
+        self.worker = worker or outbox.worker_name()
+        self.domain = config.settings.network.domain
+        self.settings = config.settings.delivery
+        self.renderer = Renderer(config.templates_dir, config.settings.network, config.settings.web)
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailer-db")
+        self._prepared: dict[int, _Prepared] = {}
+        self._stopping = False
+        self._paused_until = 0.0
+        self._pause = 0.0
+        self._outage_logged = False
+        self._results: list[Result] = []
+        self._on_progress: Callable[[Tally], None] | None = None
+        self.tally = Tally()
+
+    # -- database work, one call at a time on the database thread ---------------------
+
+    async def _in_db(self, work: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                return work(session)
+
+        return await asyncio.get_running_loop().run_in_executor(self._db, run)
+
+    def _prepare(self, session: Session, issue_id: int) -> _Prepared:
+        issue = issues.get(session, issue_id)
+        definition = publications.load(self.config.lists_dir, issue.publication)
+        rendered = issues.rendering(session, issue, self.renderer, definition)
+        template = MessageTemplate.build(
+            rendered,
+            definition,
+            self.config.settings.network,
+            subject=issue.subject,
+            number=issue.number,
+            base_url=self.config.settings.web.base_url,
+        )
+        return _Prepared(template, issue_key(issue.publication.value, issue.number))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; messages in flight finish, the rest are released unsent."""
+        if not self._stopping:
+            log.info("stopping: finishing messages in flight, releasing the rest")
+        self._stopping = True
+
+    async def run(
+        self,
+        *,
+        issue_id: int | None = None,
+        drain: bool = True,
+        poll: float = 2.0,
+        on_progress: Callable[[Tally], None] | None = None,
+    ) -> Tally:
+        """Send until nothing is left to try now (``drain``), or until :meth:`stop`.
+
+        With ``issue_id`` only that issue's deliveries are sent; otherwise those of every
+        issue that is sending. Deferred deliveries are tried again once they are due.
+        """
+        self._on_progress = on_progress
+        self.tally.resent_in_doubt = await self._in_db(self._recover)
+        if issue_id is not None:
+            self.tally.to_send = await self._in_db(lambda s: _open_count(s, issue_id))
+        concurrency = max(1, getattr(self.transport, "concurrency", 4))
+        queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.settings.batch_size * 2)
+        deliverers = [asyncio.create_task(self._deliverer(queue)) for _ in range(concurrency)]
+        recorder = asyncio.create_task(self._recorder())
+        try:
+            await self._produce(queue, issue_id, drain, poll)
+        finally:
+            self._stopping = True
+            while not queue.empty():
+                queue.get_nowait()
+                queue.task_done()
+            for _ in deliverers:
+                queue.put_nowait(None)
+            await asyncio.gather(*deliverers, return_exceptions=True)
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
+            await self._flush()
+            await self._in_db(lambda s: outbox.release(s, self.worker))
+            await self._in_db(lambda s: _finish(s, issue_id))
+            await self.transport.close()
+            self._db.shutdown(wait=True)
+        return self.tally
+
+    def _recover(self, session: Session) -> int:
+        timeout = timedelta(seconds=self.settings.claim_timeout_seconds)
+        return outbox.recover(session, claim_timeout=timeout)
+
+    async def _produce(
+        self, queue: asyncio.Queue[_Job | None], issue_id: int | None, drain: bool, poll: float
+    ) -> None:
+        batch = self.settings.batch_size
+        while not self._stopping:
+            wait = self._paused_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(min(wait, 0.5))
+                continue
+            claimed = await self._in_db(
+                lambda s: outbox.claim(s, self.worker, batch=batch, issue_id=issue_id)
+            )
+            if claimed:
+                date = format_datetime(clock.now()).encode("ascii")
+                for row in claimed:
+                    if self._stopping:
+                        break
+                    await queue.put(await self._job(row, date))
+                continue
+            # Nothing claimable: let messages in flight finish and be recorded, then
+            # either stop (all done) or wait for other senders, deferrals and claims.
+            await queue.join()
+            await self._flush()
+            await self._in_db(lambda s: _finish(s, issue_id))
+            if drain and not await self._in_db(lambda s: outbox.has_work(s, issue_id)):
+                return
+            await asyncio.sleep(0.2 if drain else poll)
+            await self._in_db(self._recover)
+
+    async def _job(self, row: Claimed, date: bytes) -> _Job:
+        prepared = self._prepared.get(row.issue_id)
+        if prepared is None:
+            prepared = await self._in_db(lambda s: self._prepare(s, row.issue_id))
+            self._prepared[row.issue_id] = prepared
+        personal = Personal(
+            name=row.name,
+            email=row.email,
+            token=self.signer.recipient(row.contact_id, row.issue_id),
+            message_id=message_id(self.domain, prepared.key, row.contact_id),
+        )
+        data = prepared.template.personalise(personal, date)
+        if self.dkim is not None:
+            data = dkim_sign(
+                data,
+                selector=self.dkim.selector,
+                domain=self.dkim.domain,
+                private_key=self.dkim.private_key,
+            )
+        verp = self.signer.verp(f"{row.delivery_id:x}")
+        return _Job(row, f"bounces+{verp}@{self.domain}", data)
+
+    async def _deliverer(self, queue: asyncio.Queue[_Job | None]) -> None:
+        while True:
+            job = await queue.get()
+            try:
+                if job is None:
+                    return
+                # Await first: the recorder may swap the list while the message is out.
+                result = await self._deliver(job)
+                self._results.append(result)
+            finally:
+                queue.task_done()
+
+    async def _deliver(self, job: _Job) -> Result:
+        row = job.claimed
+        if self._stopping or time.monotonic() < self._paused_until:
+            return Result(row.delivery_id, Outcome.RELEASED)
+        # The firewall, once more, at the last moment before the message leaves.
+        try:
+            audiences.check_recipient(row.publication, row.organisation_kind)
+        except audiences.FirewallError as exc:
+            log.error("delivery %s refused at hand-over: %s", row.delivery_id, exc)
+            return Result(row.delivery_id, Outcome.FAILED, 0, f"refused by the firewall: {exc}")
+        try:
+            reply = await self.transport.send(job.sender, [row.email], job.data)
+        except TransportError as exc:
+            self._relay_down(exc)
+            return Result(row.delivery_id, Outcome.RELEASED)
+        if self._outage_logged:
+            self._outage_logged = False
+            self._pause = 0.0
+            log.warning("the relay answers again: sending resumes")
+        return Result(row.delivery_id, outbox.classify(reply.code), reply.code, reply.message)
+
+    def _relay_down(self, exc: TransportError) -> None:
+        now = time.monotonic()
+        if now < self._paused_until:
+            return
+        self._pause = min(MAX_PAUSE, self._pause * 2 if self._pause else 1.0)
+        self._paused_until = now + self._pause
+        if not self._outage_logged:
+            self._outage_logged = True
+            log.warning("%s; claimed messages released, trying again with back-off", exc)
+
+    async def _recorder(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._results:
+            return
+        taken, self._results = self._results, []
+        await self._in_db(lambda s: outbox.record(s, taken, self.settings))
+        for result in taken:
+            if result.outcome is Outcome.SENT:
+                self.tally.sent += 1
+            elif result.outcome is Outcome.DEFERRED:
+                self.tally.deferred += 1
+            elif result.outcome is Outcome.FAILED:
+                self.tally.failed += 1
+            else:
+                self.tally.released += 1
+        if self._on_progress is not None:
+            self._on_progress(self.tally)
+
+
+def _finish(session: Session, issue_id: int | None) -> None:
+    for sending in [issue_id] if issue_id is not None else outbox.sending_issues(session):
+        outbox.finish_if_done(session, sending)
+
+
+def _open_count(session: Session, issue_id: int) -> int:
+    return sum(n for status, n in outbox.counts(session, issue_id).items() if status in outbox.OPEN)
+
+
+def run_sender(sender: Sender, **kwargs: Any) -> Tally:
+    """Run a sender on a fresh event loop: uvloop's, which moves bytes faster."""
+    tally: Tally = uvloop.run(sender.run(**kwargs))
+    return tally

@@ -1,0 +1,592 @@
+"""The outbox: one delivery per issue and contact, claimed before SMTP and recorded after.
+
+A send starts by snapshotting the audience into the outbox. Senders claim batches
+(``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several can share an issue),
+check each contact again at the claim (unsubscribed, suppressed or erased since: skipped;
+outside the LEPs for the bulletin: refused by the firewall), send, and record each reply.
+A claim whose sender died without recording is sent again with the same Message-ID and
+counted as in doubt; nothing queued is ever skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from mailer import audiences, clock, issues
+from mailer.audiences import FirewallError
+from mailer.models import (
+    BounceEvent,
+    BounceKind,
+    Contact,
+    ContactStatus,
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    Organisation,
+    OrganisationKind,
+    Publication,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+)
+from mailer.publications import AudienceRule
+from mailer.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+SENDABLE = (IssueStatus.APPROVED, IssueStatus.SCHEDULED)
+OPEN = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED, DeliveryStatus.DEFERRED)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery this sender holds: everything needed to make and send its message."""
+
+    delivery_id: int
+    issue_id: int
+    contact_id: int
+    email: str
+    name: str
+    publication: Publication
+    organisation_kind: OrganisationKind
+    in_doubt: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What happened to one claimed delivery."""
+
+    delivery_id: int
+    outcome: Outcome
+    code: int = 0
+    reply: str = ""
+
+
+@dataclass
+class Report:
+    """A send's figures."""
+
+    issue_id: int
+    counts: dict[DeliveryStatus, int]
+    in_doubt: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    failures: list[tuple[str, int | None, str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @property
+    def rate(self) -> float | None:
+        """Messages handed over (sent) per second."""
+        duration = self.duration
+        if duration is None or duration.total_seconds() <= 0:
+            return None
+        return self.counts.get(DeliveryStatus.SENT, 0) / duration.total_seconds()
+
+
+def _rowcount(result: sa.Result[Any]) -> int:
+    """Rows an UPDATE or INSERT touched."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def worker_name() -> str:
+    """This process's name in ``claimed_by``: host, process id, and a random part."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def classify(code: int) -> Outcome:
+    """2xx sent; 5xx failed (permanent); 4xx, or no reply at all, deferred."""
+    if 200 <= code < 300:
+        return Outcome.SENT
+    if 500 <= code < 600:
+        return Outcome.FAILED
+    return Outcome.DEFERRED
+
+
+def enqueue(session: Session, issue: Issue, rule: AudienceRule) -> int:
+    """Snapshot the audience into the outbox and mark the issue as sending.
+
+    Contacts who join later are not added. Returns the number of deliveries queued.
+
+    :raises IssueStateError: the issue is not approved (or scheduled).
+    """
+    if issue.status not in SENDABLE:
+        raise issues.IssueStateError(
+            f"issue {issue.id} is {issue.status}: only an approved issue can be sent "
+            "(`mailer issue approve` first)"
+        )
+    now = clock.now()
+    members = audiences.members(issue.publication, rule).subquery()
+    table = Delivery.metadata.tables["deliveries"]
+    chosen = sa.select(
+        sa.literal(issue.id).label("issue_id"),
+        members.c.id.label("contact_id"),
+        sa.literal(DeliveryStatus.QUEUED.value).label("status"),
+        sa.literal(0).label("attempts"),
+        sa.literal(False).label("in_doubt"),
+        sa.literal(now, type_=table.c.created_at.type).label("c"),
+        sa.literal(now, type_=table.c.updated_at.type).label("u"),
+    )
+    session.execute(
+        table.insert().from_select(
+            [
+                "issue_id",
+                "contact_id",
+                "status",
+                "attempts",
+                "in_doubt",
+                "created_at",
+                "updated_at",
+            ],
+            chosen,
+        )
+    )
+    issues.transition(session, issue, IssueStatus.SENDING)
+    issue.send_started_at = now
+    session.flush()
+    assert issue.id is not None
+    return sum(counts(session, issue.id).values())
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        col(Delivery.status) == DeliveryStatus.QUEUED,
+        sa.and_(
+            col(Delivery.status) == DeliveryStatus.DEFERRED,
+            col(Delivery.next_attempt_at) <= now,
+        ),
+    )
+
+
+def _skip_reason(
+    contact_status: ContactStatus, subscription: SubscriptionStatus | None, suppressed: bool
+) -> str | None:
+    if contact_status is not ContactStatus.ACTIVE:
+        return f"skipped: contact is {contact_status}"
+    if suppressed:
+        return "skipped: address is suppressed"
+    if subscription is not SubscriptionStatus.ACTIVE:
+        return f"skipped: subscription is {subscription or 'gone'}"
+    return None
+
+
+def claim(
+    session: Session, worker: str, *, batch: int, issue_id: int | None = None
+) -> list[Claimed]:
+    """Claim up to ``batch`` due deliveries of sending issues, and commit the claim.
+
+    Each contact is checked again: one unsubscribed, suppressed or erased since the
+    snapshot is marked suppressed; one outside the LEPs in an internal publication's outbox
+    is refused by the firewall (failed, logged). Neither is returned.
+    """
+    now = clock.now()
+    chosen = (
+        sa.select(col(Delivery.id))
+        .join(Issue, col(Issue.id) == col(Delivery.issue_id))
+        .where(col(Issue.status) == IssueStatus.SENDING, _due(now))
+        .order_by(col(Delivery.id))
+        .limit(batch)
+    )
+    if issue_id is not None:
+        chosen = chosen.where(col(Delivery.issue_id) == issue_id)
+    if session.get_bind().dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True, of=Delivery)
+    ids = list(
+        session.execute(
+            sa.update(Delivery)
+            .where(col(Delivery.id).in_(chosen.scalar_subquery()))
+            .values(
+                status=DeliveryStatus.CLAIMED,
+                claimed_by=worker,
+                claimed_at=now,
+                attempts=col(Delivery.attempts) + 1,
+                updated_at=now,
+            )
+            .returning(col(Delivery.id))
+            .execution_options(synchronize_session=False)
+        ).scalars()
+    )
+    if not ids:
+        session.commit()
+        return []
+    rows = session.execute(
+        sa.select(
+            col(Delivery.id),
+            col(Delivery.issue_id),
+            col(Delivery.contact_id),
+            col(Delivery.in_doubt),
+            col(Issue.publication),
+            col(Contact.email),
+            col(Contact.name),
+            col(Contact.status),
+            col(Organisation.kind),
+            col(Subscription.status),
+            col(Suppression.id),
+        )
+        .join(Issue, col(Issue.id) == col(Delivery.issue_id))
+        .join(Contact, col(Contact.id) == col(Delivery.contact_id))
+        .join(Organisation, col(Organisation.id) == col(Contact.organisation_id))
+        .outerjoin(
+            Subscription,
+            sa.and_(
+                col(Subscription.contact_id) == col(Contact.id),
+                col(Subscription.publication) == col(Issue.publication),
+            ),
+        )
+        .outerjoin(Suppression, col(Suppression.email_hash) == col(Contact.email_hash))
+        .where(col(Delivery.id).in_(ids))
+        .order_by(col(Delivery.id))
+    ).all()
+    claimed: list[Claimed] = []
+    refused: dict[int, str] = {}
+    skipped: dict[int, str] = {}
+    for (
+        delivery_id,
+        issue_of,
+        contact_id,
+        in_doubt,
+        publication,
+        email,
+        name,
+        contact_status,
+        kind,
+        subscription,
+        suppression_id,
+    ) in rows:
+        try:
+            audiences.check_recipient(publication, kind)
+        except FirewallError as exc:
+            log.error("delivery %s to contact %s refused: %s", delivery_id, contact_id, exc)
+            refused[delivery_id] = f"refused by the firewall: {exc}"
+            continue
+        reason = _skip_reason(contact_status, subscription, suppression_id is not None)
+        if reason is not None:
+            skipped[delivery_id] = reason
+            continue
+        claimed.append(
+            Claimed(delivery_id, issue_of, contact_id, email, name, publication, kind, in_doubt)
+        )
+    _finalise(session, skipped, DeliveryStatus.SUPPRESSED, now)
+    _finalise(session, refused, DeliveryStatus.FAILED, now)
+    session.commit()
+    return claimed
+
+
+def _finalise(
+    session: Session, replies: dict[int, str], status: DeliveryStatus, now: datetime
+) -> None:
+    """Close deliveries that will not be sent, with the reason as their reply."""
+    if not replies:
+        return
+    table = Delivery.metadata.tables["deliveries"]
+    session.execute(
+        table.update()
+        .where(table.c.id == sa.bindparam("b_id"))
+        .values(
+            status=status,
+            last_reply=sa.bindparam("b_reply"),
+            claimed_by=None,
+            updated_at=now,
+        ),
+        [{"b_id": i, "b_reply": reply[:1000]} for i, reply in replies.items()],
+    )
+
+
+def _backoff(attempts: int, settings: DeliverySettings) -> timedelta:
+    seconds = settings.retry_base_seconds * 2 ** max(0, attempts - 1)
+    return timedelta(seconds=min(seconds, settings.retry_max_seconds))
+
+
+def record(session: Session, results: Sequence[Result], settings: DeliverySettings) -> None:
+    """Record replies: sent; deferred with back-off (failed past the deadline); failed with
+    a permanent bounce that suppresses the address; or released unsent. Commits."""
+    if not results:
+        return
+    now = clock.now()
+    table = Delivery.metadata.tables["deliveries"]
+    by_id = {r.delivery_id: r for r in results}
+    state = {
+        row.id: row
+        for row in session.execute(
+            sa.select(table.c.id, table.c.attempts, table.c.created_at, table.c.contact_id).where(
+                table.c.id.in_(list(by_id))
+            )
+        )
+    }
+    deadline = timedelta(hours=settings.retry_deadline_hours)
+    updates: list[dict[str, object]] = []
+    bounced: list[tuple[int, int, Result]] = []
+    for delivery_id, result in by_id.items():
+        row = state.get(delivery_id)
+        if row is None:
+            continue
+        values: dict[str, object] = {
+            "b_id": delivery_id,
+            "status": DeliveryStatus.QUEUED,
+            "attempts": row.attempts,
+            "next_attempt_at": None,
+            "sent_at": None,
+            "last_code": result.code or None,
+            "last_reply": result.reply[:1000] or None,
+        }
+        if result.outcome is Outcome.SENT:
+            values.update(status=DeliveryStatus.SENT, sent_at=now)
+        elif result.outcome is Outcome.FAILED:
+            values.update(status=DeliveryStatus.FAILED)
+            bounced.append((delivery_id, row.contact_id, result))
+        elif result.outcome is Outcome.DEFERRED:
+            if now - row.created_at >= deadline:
+                values.update(
+                    status=DeliveryStatus.FAILED,
+                    last_reply=f"gave up after {settings.retry_deadline_hours:g} h: {result.reply}"[
+                        :1000
+                    ],
+                )
+            else:
+                values.update(
+                    status=DeliveryStatus.DEFERRED,
+                    next_attempt_at=now + _backoff(row.attempts, settings),
+                )
+        else:  # released unsent: the attempt does not count
+            values.update(attempts=max(0, row.attempts - 1), last_code=None, last_reply=None)
+        updates.append(values)
+    session.execute(
+        table.update()
+        .where(table.c.id == sa.bindparam("b_id"))
+        .values(
+            status=sa.bindparam("status"),
+            attempts=sa.bindparam("attempts"),
+            next_attempt_at=sa.bindparam("next_attempt_at"),
+            sent_at=sa.bindparam("sent_at"),
+            last_code=sa.bindparam("last_code"),
+            last_reply=sa.bindparam("last_reply"),
+            claimed_by=None,
+            updated_at=now,
+        ),
+        updates,
+    )
+    for delivery_id, contact_id, result in bounced:
+        _permanent_bounce(session, delivery_id, contact_id, result, now)
+    session.commit()
+
+
+def _permanent_bounce(
+    session: Session, delivery_id: int, contact_id: int, result: Result, now: datetime
+) -> None:
+    """A 5xx reply: record the bounce and suppress the address at once."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        return
+    session.add(
+        BounceEvent(
+            contact_id=contact_id,
+            delivery_id=delivery_id,
+            email_hash=contact.email_hash,
+            kind=BounceKind.PERMANENT,
+            source="smtp",
+            code=result.code,
+            diagnostic=result.reply[:1000],
+            created_at=now,
+        )
+    )
+    if contact.status is ContactStatus.ACTIVE:
+        contact.status = ContactStatus.SUPPRESSED
+        contact.updated_at = now
+    exists = session.exec(
+        select(Suppression).where(col(Suppression.email_hash) == contact.email_hash)
+    ).first()
+    if exists is None:
+        session.add(Suppression(email_hash=contact.email_hash, reason=SuppressionReason.BOUNCE))
+    log.info("contact %s suppressed after a permanent failure: %s", contact_id, result.reply)
+
+
+def release(session: Session, worker: str) -> int:
+    """Give back every delivery ``worker`` claimed and did not record (a clean stop)."""
+    now = clock.now()
+    result = session.execute(
+        sa.update(Delivery)
+        .where(col(Delivery.status) == DeliveryStatus.CLAIMED, col(Delivery.claimed_by) == worker)
+        .values(
+            status=DeliveryStatus.QUEUED,
+            claimed_by=None,
+            attempts=sa.case((col(Delivery.attempts) > 0, col(Delivery.attempts) - 1), else_=0),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return _rowcount(result)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead(claimed_by: str, host: str) -> bool:
+    parts = claimed_by.split(":")
+    if len(parts) < 2 or parts[0] != host[:60] or not parts[1].isdigit():
+        return False
+    return not _pid_alive(int(parts[1]))
+
+
+def recover(session: Session, *, claim_timeout: timedelta) -> int:
+    """Re-queue deliveries claimed by a sender that stopped without recording them.
+
+    A claim is abandoned when its process on this host no longer exists, or when it is
+    older than ``claim_timeout``. Such rows may or may not have reached the relay: they
+    are sent again with the same Message-ID and counted as in doubt. Commits.
+    """
+    now = clock.now()
+    host = socket.gethostname()
+    holders = session.execute(
+        sa.select(col(Delivery.claimed_by), sa.func.min(col(Delivery.claimed_at)))
+        .where(col(Delivery.status) == DeliveryStatus.CLAIMED)
+        .group_by(col(Delivery.claimed_by))
+    ).all()
+    stale = [
+        holder
+        for holder, oldest in holders
+        if holder is None or _dead(holder, host) or (oldest and now - oldest > claim_timeout)
+    ]
+    if not stale:
+        return 0
+    condition: sa.ColumnElement[bool] = col(Delivery.claimed_by).in_(
+        [h for h in stale if h is not None]
+    )
+    if None in stale:
+        condition = sa.or_(condition, col(Delivery.claimed_by).is_(None))
+    result = session.execute(
+        sa.update(Delivery)
+        .where(col(Delivery.status) == DeliveryStatus.CLAIMED, condition)
+        .values(status=DeliveryStatus.QUEUED, in_doubt=True, claimed_by=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    count = _rowcount(result)
+    if count:
+        log.warning(
+            "%s claimed deliveries were never recorded: sending them again (in doubt)", count
+        )
+    return count
+
+
+def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
+    """Deliveries of an issue by status."""
+    rows = session.execute(
+        sa.select(col(Delivery.status), sa.func.count())
+        .where(col(Delivery.issue_id) == issue_id)
+        .group_by(col(Delivery.status))
+    ).all()
+    return {DeliveryStatus(status): int(n) for status, n in rows}
+
+
+def finish_if_done(session: Session, issue_id: int) -> bool:
+    """Mark a sending issue sent once no delivery is left to try. Commits."""
+    issue = issues.get(session, issue_id)
+    if issue.status is not IssueStatus.SENDING:
+        return issue.status is IssueStatus.SENT
+    open_rows = session.execute(
+        sa.select(sa.func.count()).where(
+            col(Delivery.issue_id) == issue_id, col(Delivery.status).in_(OPEN)
+        )
+    ).scalar_one()
+    if open_rows:
+        return False
+    last = session.execute(
+        sa.select(sa.func.max(col(Delivery.updated_at))).where(col(Delivery.issue_id) == issue_id)
+    ).scalar_one()
+    issues.transition(session, issue, IssueStatus.SENT)
+    issue.send_finished_at = last or clock.now()
+    session.commit()
+    log.info("issue %s (%s %s) is sent", issue_id, issue.publication, issue.number)
+    return True
+
+
+def has_work(session: Session, issue_id: int | None = None) -> bool:
+    """Whether a sending issue has deliveries queued, claimed, or deferred and due now."""
+    query = (
+        sa.select(col(Delivery.id))
+        .join(Issue, col(Issue.id) == col(Delivery.issue_id))
+        .where(
+            col(Issue.status) == IssueStatus.SENDING,
+            sa.or_(_due(clock.now()), col(Delivery.status) == DeliveryStatus.CLAIMED),
+        )
+        .limit(1)
+    )
+    if issue_id is not None:
+        query = query.where(col(Delivery.issue_id) == issue_id)
+    return session.execute(query).first() is not None
+
+
+def sending_issues(session: Session) -> list[int]:
+    """Ids of the issues whose outbox is being drained."""
+    return list(
+        session.execute(
+            sa.select(col(Issue.id)).where(col(Issue.status) == IssueStatus.SENDING)
+        ).scalars()
+    )
+
+
+def report(session: Session, issue_id: int, failures: int = 10) -> Report:
+    """Counts per status, in doubt, timing and the first failures with their replies."""
+    issue = issues.get(session, issue_id)
+    in_doubt = session.execute(
+        sa.select(sa.func.count()).where(
+            col(Delivery.issue_id) == issue_id, col(Delivery.in_doubt).is_(True)
+        )
+    ).scalar_one()
+    last_sent = session.execute(
+        sa.select(sa.func.max(col(Delivery.sent_at))).where(col(Delivery.issue_id) == issue_id)
+    ).scalar_one()
+    first = session.execute(
+        sa.select(col(Contact.email), col(Delivery.last_code), col(Delivery.last_reply))
+        .join(Contact, col(Contact.id) == col(Delivery.contact_id))
+        .where(
+            col(Delivery.issue_id) == issue_id,
+            col(Delivery.status).in_([DeliveryStatus.FAILED, DeliveryStatus.DEFERRED]),
+        )
+        .order_by(col(Delivery.updated_at), col(Delivery.id))
+        .limit(failures)
+    ).all()
+    return Report(
+        issue_id=issue_id,
+        counts=counts(session, issue_id),
+        in_doubt=int(in_doubt),
+        started_at=issue.send_started_at,
+        finished_at=issue.send_finished_at or last_sent,
+        failures=[(email, code, reply or "") for email, code, reply in first],
+    )

@@ -1,0 +1,106 @@
+"""Shared set-up for sending tests: an approved issue and an audience in a real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from mailer import issues, organisations, outbox, publications, settings
+from mailer.contacts import email_hash
+from mailer.models import (
+    Contact,
+    ContactStatus,
+    Issue,
+    LawfulBasis,
+    OrganisationKind,
+    Publication,
+    Role,
+    Subscription,
+)
+from mailer.organisations import Directory
+from tests.conftest import LISTS, ROOT
+from tests.rendering_fixtures import DATA, definition, renderer
+
+
+def config_for(db_url: str, tmp_path: Path, **smtp: object) -> settings.Config:
+    """The shipped configuration, with a database, a var/ folder and [smtp] values."""
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    config = settings.load(path, environ={"MAILER_DATABASE_URL": db_url})
+    changed = config.settings.model_copy(
+        update={
+            "smtp": config.settings.smtp.model_copy(update=smtp),
+            "paths": config.settings.paths.model_copy(
+                update={"lists": str(LISTS), "templates": str(ROOT / "templates")}
+            ),
+        }
+    )
+    return settings.Config(
+        path=path,
+        settings=changed,
+        secrets=config.secrets,
+        database_url=config.database_url,
+        lists_dir=LISTS,
+        var_dir=tmp_path / "var",
+        templates_dir=ROOT / "templates",
+    )
+
+
+def people(
+    session: Session, count: int, *, org: str = "D2N2", domain: str | None = None
+) -> list[Contact]:
+    """``count`` active LEP contacts subscribed to both publications."""
+    organisations.load_lists(session, LISTS)
+    found = Directory.load(session).find(org)
+    assert found is not None and found.id is not None
+    made = []
+    for number in range(count):
+        email = f"reader{number}@{domain or f'lep{number % 7}.example'}"
+        contact = Contact(
+            email=email,
+            email_hash=email_hash(email),
+            name=f"Reader {number}",
+            organisation_id=found.id,
+            role=Role.OFFICER,
+            status=ContactStatus.ACTIVE,
+            lawful_basis=LawfulBasis.LEGITIMATE_INTEREST,
+        )
+        session.add(contact)
+        made.append(contact)
+    session.flush()
+    for contact in made:
+        assert contact.id is not None
+        for publication in Publication:
+            session.add(Subscription(contact_id=contact.id, publication=publication))
+    session.commit()
+    return made
+
+
+def approved(session: Session, name: str = "bulletin.md") -> Issue:
+    """An approved issue from the realistic test files."""
+    issue = issues.import_file(session, DATA / name)
+    rendered = issues.rendering(session, issue, renderer(), definition(issue.publication))
+    issues.approve(session, issue, rendered)
+    session.commit()
+    return issue
+
+
+def start(session: Session, issue: Issue) -> int:
+    """Snapshot the audience: the send has begun."""
+    rule = publications.load(LISTS, issue.publication).audience
+    queued = outbox.enqueue(session, issue, rule)
+    session.commit()
+    return queued
+
+
+def external_org(session: Session) -> int:
+    found = Directory.load(session).find("DBT")
+    assert found is not None and found.id is not None
+    assert found.kind is OrganisationKind.GOVERNMENT
+    return found.id
+
+
+__all__ = ["Engine", "approved", "config_for", "external_org", "people", "start"]
