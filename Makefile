@@ -58,6 +58,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_audience.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/send.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -89,6 +89,7 @@ class Tally:
     failed: int = 0
     released: int = 0
     resent_in_doubt: int = 0
+    db_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -150,8 +151,12 @@ class Sender:
 
     async def _in_db(self, work: Callable[[Session], T]) -> T:
         def run() -> T:
-            with Session(self.engine, expire_on_commit=False) as session:
-                return work(session)
+            started = time.perf_counter()
+            try:
+                with Session(self.engine, expire_on_commit=False) as session:
+                    return work(session)
+            finally:
+                self.tally.db_seconds += time.perf_counter() - started
 
         return await asyncio.get_running_loop().run_in_executor(self._db, run)
 
