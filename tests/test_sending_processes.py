@@ -166,3 +166,53 @@ def test_three_workers_share_one_issue_on_postgresql(project: Path, db_url: str)
             assert issues.get(session, issue_id).status is IssueStatus.SENT
     finally:
         engine.dispose()
+
+
+def test_ctrl_c_stops_a_send_cleanly_and_a_second_run_resumes(project: Path, db_url: str) -> None:
+    # SIGINT (Ctrl-C) to a real `mailer send`: claimed rows are given back, none in doubt.
+    assert run("init").exit_code == 0
+    issue_id = _prepare(db_url, 600)
+    with running(RecordingHandler(delay=0.01)) as (controller, handler):
+        _use_smtp(project, controller.port, connections=2)
+        child = subprocess.Popen(
+            [*MAILER, "send", str(issue_id), "--yes"],
+            cwd=project,
+            env={**os.environ, "COLUMNS": "200"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while len(handler.messages) < 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        out, errors = child.communicate(timeout=60)
+        assert child.returncode == 0, errors
+        assert "Stopping: finishing messages in flight" in errors
+        stopped_at = len(handler.messages)
+        assert stopped_at < 600
+        engine = db.create_engine(db_url)
+        try:
+            with Session(engine) as session:
+                counts = outbox.counts(session, issue_id)
+                assert DeliveryStatus.CLAIMED not in counts
+                assert counts[DeliveryStatus.SENT] == stopped_at
+                assert outbox.report(session, issue_id).in_doubt == 0
+        finally:
+            engine.dispose()
+        resumed = subprocess.run(
+            [*MAILER, "send", str(issue_id), "--yes"],
+            cwd=project,
+            env={**os.environ, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert "Resuming bulletin 2027/05" in resumed.stdout
+        received = _received(handler)
+    assert len(received) == 600
+    assert all(len(ids) == 1 for ids in received.values())
+    assert "issue is sent" in resumed.stdout
+    assert out
