@@ -38,13 +38,17 @@ run: $(VENV)/.run-deps
 	$(BIN)/mailer audience show newsletter
 	$(BIN)/mailer issue list
 	$(BIN)/mailer issue preview 1
+	$(BIN)/mailer calendar
 	@echo
-	@echo "The demo database is ready (var/mailer.db). Try:"
+	@echo "The demo database is ready (var/mailer.db); in another terminal try:"
 	@echo "  $(BIN)/mailer issue show 1             # the demo bulletin, with lint results"
 	@echo "  $(BIN)/mailer issue preview 1 --png    # HTML, text, .eml and 600/375 px screenshots"
-	@echo "  $(BIN)/mailer issue test 1 --to you@lepnetwork.example   # captured under var/mail"
-	@echo "  $(BIN)/mailer contacts list --org D2N2"
+	@echo "  $(BIN)/mailer calendar --year 2027     # 22 bulletins; plan newsletters: calendar plan"
+	@echo "  $(BIN)/mailer issue approve 1 && $(BIN)/mailer send 1   # captured under var/mail"
 	@echo "  $(BIN)/mailer --help"
+	@echo
+	@echo "Starting the daemon: it sends approved issues at their slots (Ctrl-C to stop)."
+	$(BIN)/mailer daemon
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

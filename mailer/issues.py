@@ -38,7 +38,13 @@ from mailer.rendering import (
 TRANSITIONS: dict[IssueStatus, frozenset[IssueStatus]] = {
     IssueStatus.DRAFT: frozenset({IssueStatus.APPROVED, IssueStatus.CANCELLED}),
     IssueStatus.APPROVED: frozenset(
-        {IssueStatus.DRAFT, IssueStatus.SCHEDULED, IssueStatus.SENDING, IssueStatus.CANCELLED}
+        {
+            IssueStatus.DRAFT,
+            IssueStatus.SCHEDULED,
+            IssueStatus.SENDING,
+            IssueStatus.CANCELLED,
+            IssueStatus.MISSED,
+        }
     ),
     IssueStatus.SCHEDULED: frozenset(
         {IssueStatus.APPROVED, IssueStatus.SENDING, IssueStatus.CANCELLED, IssueStatus.MISSED}

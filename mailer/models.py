@@ -385,3 +385,39 @@ class BounceEvent(SQLModel, table=True):
     code: int | None = None
     diagnostic: str = Field(default="", max_length=1000)
     created_at: datetime = _timestamp()
+
+
+class SlotStatus(StrEnum):
+    PLANNED = "planned"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+    DISPATCHED = "dispatched"
+
+
+class Slot(SQLModel, table=True):
+    """A planned send time in the editorial calendar; its issue has the same number."""
+
+    __tablename__ = "slots"
+    __table_args__ = (sa.UniqueConstraint("publication", "number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    publication: Publication = Field(
+        sa_type=enum_type(Publication, "publication"),
+        nullable=False,
+        index=True,
+    )
+    number: str = Field(max_length=20)
+    send_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    deadline_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    status: SlotStatus = Field(
+        default=SlotStatus.PLANNED,
+        sa_type=enum_type(SlotStatus, "slot_status"),
+        nullable=False,
+    )
+    origin: str = Field(default="rule", max_length=20)
+    note: str = Field(default="", max_length=300)
+    deadline_reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    morning_reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -174,6 +175,111 @@ class DeliverySettings(_Section):
     )
 
 
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_TIME = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+def _months(months: tuple[int, ...]) -> tuple[int, ...]:
+    if any(not 1 <= m <= 12 for m in months):
+        raise ValueError("expected month numbers from 1 to 12")
+    return months
+
+
+class CalendarSettings(_Section):
+    """The editorial calendar and the daemon that keeps it."""
+
+    timezone: str = Field("Europe/London", description="Time zone of every send time and deadline.")
+    grace_hours: float = Field(
+        6.0,
+        ge=0,
+        description=(
+            "If the daemon was down at a slot, it still sends within this many hours after; "
+            "later, the slot is marked missed and staff are alerted."
+        ),
+    )
+    alert_addresses: tuple[str, ...] = Field(
+        ("comms@lepnetwork.example",),
+        strict=False,
+        description="Staff who receive reminders and alerts (missed slots).",
+    )
+    deadline_time: str = Field(
+        "17:00", pattern=_TIME, description="Time of day a content deadline falls."
+    )
+    reminder_time: str = Field(
+        "08:00", pattern=_TIME, description="Time of the reminder on the morning of a slot."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as Europe/London") from None
+        return zone
+
+
+class BulletinCadence(_Section):
+    """The internal bulletin's fixed rhythm."""
+
+    weekday: Literal[_WEEKDAYS] = Field(  # type: ignore[valid-type]
+        "thursday", description="Day of the week bulletins go out."
+    )
+    interval_days: int = Field(14, ge=1, le=62, description="Days between two bulletins.")
+    send_time: str = Field("09:30", pattern=_TIME, description="Send time (calendar time zone).")
+    skip_months: tuple[int, ...] = Field(
+        (8, 12), strict=False, description="Months without bulletins (August and December)."
+    )
+    new_year_start_day: int = Field(
+        4,
+        ge=1,
+        le=28,
+        description=(
+            "In January the rhythm restarts on the first chosen weekday on or after this day "
+            "(4: after the New Year holidays); after other skipped months, on the first "
+            "chosen weekday of the month."
+        ),
+    )
+    per_year: int = Field(22, ge=1, description="Bulletins promised a year (warned if not met).")
+    deadline_working_days: int = Field(
+        2, ge=0, le=20, description="Content deadline: working days before the slot."
+    )
+
+    _check_months = field_validator("skip_months")(_months)
+
+
+class NewsletterCadence(_Section):
+    """The external e-newsletter: slots planned by staff, with a monthly default pattern."""
+
+    weekday: Literal[_WEEKDAYS] = Field(  # type: ignore[valid-type]
+        "thursday", description="Day of the week of the monthly default pattern."
+    )
+    week_of_month: int = Field(
+        3, ge=1, le=4, description="Which such weekday of the month (3: the third)."
+    )
+    send_time: str = Field("10:00", pattern=_TIME, description="Send time (calendar time zone).")
+    skip_months: tuple[int, ...] = Field(
+        (8, 12), strict=False, description="Months the default pattern leaves out."
+    )
+    max_per_year: int = Field(10, ge=1, description="Most newsletters in a calendar year.")
+    deadline_working_days: int = Field(
+        2, ge=0, le=20, description="Content deadline: working days before the slot."
+    )
+
+    _check_months = field_validator("skip_months")(_months)
+
+
+class PublicationsSettings(_Section):
+    """Each publication's rhythm."""
+
+    bulletin: BulletinCadence = Field(
+        default_factory=BulletinCadence, description="The internal bulletin."
+    )
+    newsletter: NewsletterCadence = Field(
+        default_factory=NewsletterCadence, description="The external e-newsletter."
+    )
+
+
 class DkimSettings(_Section):
     """DKIM signing; the private key comes from the environment."""
 
@@ -214,6 +320,12 @@ class Settings(_Section):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="Outgoing mail.")
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="The outbox.")
     dkim: DkimSettings = Field(default_factory=DkimSettings, description="DKIM signing.")
+    calendar: CalendarSettings = Field(
+        default_factory=CalendarSettings, description="The editorial calendar and daemon."
+    )
+    publications: PublicationsSettings = Field(
+        default_factory=PublicationsSettings, description="Each publication's rhythm."
+    )
     contacts_import: ImportSettings = Field(
         default_factory=ImportSettings,
         alias="import",
@@ -265,6 +377,8 @@ class Config:
 
 def _format_error(error: Mapping[str, Any]) -> str:
     loc = [str(part) for part in error["loc"]]
+    if len(loc) > 2 and not any(part.isdigit() for part in loc):
+        loc = [".".join(loc[:-1]), loc[-1]]  # a nested table: [publications.bulletin] key
     if len(loc) >= 2:
         where = f"[{loc[0]}] {'.'.join(loc[1:])}"
     elif loc:
@@ -358,9 +472,16 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
 
 def documented_keys() -> Iterator[tuple[str, str, str]]:
     """Every (section, key, help text) the file may hold, in declaration order."""
+
+    def walk(model: type[BaseModel], table: str) -> Iterator[tuple[str, str, str]]:
+        for key, field in model.model_fields.items():
+            inner = field.annotation
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                yield from walk(inner, f"{table}.{field.alias or key}" if table else key)
+            else:
+                yield table, key, field.description or ""
+
     for section_name, section in Settings.model_fields.items():
-        table = section.alias or section_name
         model = section.annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)
-        for key, field in model.model_fields.items():
-            yield table, key, field.description or ""
+        yield from walk(model, section.alias or section_name)

@@ -7,7 +7,7 @@ import logging
 import typer
 from rich.logging import RichHandler
 
-from mailer.cli import audience, contacts, events, issues, orgs, sending, setup
+from mailer.cli import audience, calendar, contacts, events, issues, orgs, sending, setup
 from mailer.cli.state import MailerGroup, State, err
 
 app = typer.Typer(
@@ -33,7 +33,8 @@ def _root(ctx: typer.Context) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=err, show_path=False, markup=False)],
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 setup.register(app)
@@ -43,6 +44,8 @@ app.add_typer(audience.app, name="audience")
 app.add_typer(issues.app, name="issue")
 app.add_typer(events.app, name="events")
 sending.register(app, issues.app)
+app.add_typer(calendar.app, name="calendar")
+app.command("daemon")(calendar.daemon_command)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mailer import clock, issuefile, issues, lint, messages, proofs, publications, tokens
+from mailer import calendar, clock, issuefile, issues, lint, messages, proofs, publications, tokens
 from mailer.cli.state import State, console, err, fail, state
 from mailer.contacts import ContactFieldError, normalise_email
 from mailer.models import Issue, IssueStatus, Publication
@@ -57,14 +57,18 @@ def new_command(
         str | None, typer.Option(help="Planned send time, e.g. 2027-03-04T09:30 (London).")
     ] = None,
 ) -> None:
-    """Print a ready-to-edit issue file with the next free number.
+    """Print a ready-to-edit issue file for the next planned slot (or the next number).
 
     Example: mailer issue new bulletin > bulletin.md
     """
     slot_at = issuefile.parse_slot(slot, "--slot") if slot else None
     with state(ctx).session() as session:
-        year = (slot_at or clock.now()).astimezone(issuefile.LONDON).year
-        number = issues.next_number(session, publication, year)
+        planned = None if slot_at else calendar.next_open_slot(session, publication, clock.now())
+        if planned is not None:
+            number, slot_at = planned.number, planned.send_at
+        else:
+            year = (slot_at or clock.now()).astimezone(issuefile.LONDON).year
+            number = issues.next_number(session, publication, year)
     sys.stdout.write(issuefile.skeleton(publication, number, slot_at))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
@@ -76,9 +76,11 @@ def config_show(ctx: typer.Context) -> None:
     table.add_column("key")
     table.add_column("value")
     table.add_column("meaning")
-    dumped = config.settings.model_dump(by_alias=True)
+    dumped: Any = config.settings.model_dump(by_alias=True)
     for section, key, help_text in settings.documented_keys():
-        value = dumped[section][key]
+        value: Any = dumped
+        for part in (*section.split("."), key):
+            value = value[part]
         if (section, key) == ("database", "url"):
             value = sa.make_url(config.database_url).render_as_string()
         table.add_row(f"{section}.{key}", str(value), help_text)

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from typer.core import TyperGroup
 
 from mailer import db, settings
+from mailer.calendar import CalendarError
 from mailer.delivery import SenderBusy
 from mailer.events import EventError
 from mailer.importer import ImportFileError
@@ -48,6 +49,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TransportError,
     EventError,
     SenderBusy,
+    CalendarError,
 )
 
 

@@ -1,0 +1,205 @@
+"""``mailer calendar …`` and ``mailer daemon``: the editorial calendar and its keeper."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from mailer import calendar, clock
+from mailer.cli.state import State, console, err, fail, state
+from mailer.daemon import Daemon
+from mailer.issuefile import parse_slot
+from mailer.models import Publication
+
+app = typer.Typer(
+    help="The editorial calendar: slots, deadlines, counts against targets.",
+    invoke_without_command=True,
+)
+
+
+def _when(value: str, current: State) -> datetime:
+    zone = ZoneInfo(current.config.settings.calendar.timezone)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"expected a date and time like 2027-03-04T09:30, got {value!r}")
+    when = parse_slot(parsed.replace(tzinfo=parsed.tzinfo or zone), "time")
+    assert when is not None
+    return when
+
+
+def _local(moment: datetime, zone: str, year: bool = True) -> str:
+    local = moment.astimezone(ZoneInfo(zone))
+    shown_year = f" {local.year}" if year else ""
+    return f"{local:%a} {local.day:>2} {local:%b}{shown_year} {local:%H:%M}"
+
+
+@app.callback()
+def show(
+    ctx: typer.Context,
+    year: Annotated[int | None, typer.Option(help="Calendar year (default: this year).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the slots as JSON.")] = False,
+    ics: Annotated[
+        Path | None, typer.Option(help="Write the year as an iCalendar file for staff.")
+    ] = None,
+) -> None:
+    """Show every slot of a year: publication, number, send time, deadline, status.
+
+    Bulletins are planned from the rhythm in config.toml the first time a year is shown;
+    newsletters are planned by staff (`mailer calendar plan` offers a monthly pattern).
+
+    Example: mailer calendar --year 2027
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    current = state(ctx)
+    settings = current.config.settings
+    zone = settings.calendar.timezone
+    chosen = year or clock.now().astimezone(ZoneInfo(zone)).year
+    with current.session() as session:
+        views = calendar.year_view(session, chosen, settings)
+    if as_json:
+        sys.stdout.write(json.dumps([v.as_json() for v in views], indent=2) + "\n")
+        return
+    if ics is not None:
+        try:
+            ics.write_bytes(calendar.to_ics(views, settings.network.domain))
+        except OSError as exc:
+            fail(f"{ics}: cannot write: {exc.strerror}")
+        err.print(f"Wrote {len(views)} slots to {escape(str(ics))}")
+        return
+    table = Table(
+        title=f"Editorial calendar {chosen} ({zone})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
+    for column in ("slot", "publication", "goes out", "deadline", "status", "issue"):
+        table.add_column(column, no_wrap=True)
+    colours = {"sent": "green", "approved": "cyan", "missed": "red", "skipped": "dim"}
+    for view in views:
+        colour = colours.get(view.status, "")
+        status = f"[{colour}]{view.status}[/]" if colour else view.status
+        table.add_row(
+            str(view.id),
+            f"{view.publication.value} {view.number}",
+            _local(view.send_at, zone, year=False),
+            _local(view.deadline_at, zone, year=False),
+            status,
+            str(view.issue_id or "-"),
+        )
+    console.print(table)
+    for count in calendar.year_counts(views, settings):
+        kind = "cap" if count.is_cap else "target"
+        console.print(f"{count.publication}: {count.planned} of {kind} {count.target}")
+        if count.warning:
+            console.print(f"[yellow]warning:[/] {escape(count.warning)}")
+
+
+@app.command("plan")
+def plan_command(
+    ctx: typer.Context,
+    year: Annotated[int, typer.Option(help="Calendar year.")],
+) -> None:
+    """Plan the year's newsletters on the monthly default pattern (months with none yet).
+
+    Example: mailer calendar plan --year 2027
+    """
+    current = state(ctx)
+    with current.session() as session:
+        added = calendar.plan_newsletters(session, year, current.config.settings)
+    console.print(f"Planned {len(added)} newsletters in {year}")
+
+
+@app.command("add")
+def add_command(
+    ctx: typer.Context,
+    publication: Annotated[Publication, typer.Argument(help="bulletin or newsletter.")],
+    when: Annotated[str, typer.Argument(help="Send time, e.g. 2027-03-11T09:30 (local).")],
+) -> None:
+    """Add one slot (an extra bulletin, or a newsletter); the others stay as they are.
+
+    Example: mailer calendar add newsletter 2027-06-17T10:00
+    """
+    current = state(ctx)
+    with current.session() as session:
+        slot = calendar.add_slot(
+            session, publication, _when(when, current), current.config.settings
+        )
+    console.print(f"Added slot {slot.id}: {slot.publication} {slot.number}")
+
+
+@app.command("move")
+def move_command(
+    ctx: typer.Context,
+    slot_id: Annotated[int, typer.Argument(help="Slot id (see `mailer calendar`).")],
+    when: Annotated[str, typer.Argument(help="New send time, e.g. 2027-03-11T09:30.")],
+) -> None:
+    """Move one slot to another time; the others stay as they are.
+
+    Example: mailer calendar move 12 2027-03-11T09:30
+    """
+    current = state(ctx)
+    with current.session() as session:
+        slot = calendar.move_slot(session, slot_id, _when(when, current), current.config.settings)
+    zone = current.config.settings.calendar.timezone
+    console.print(
+        f"Slot {slot.id} ({slot.publication} {slot.number}) now goes out "
+        f"{_local(slot.send_at, zone)}"
+    )
+
+
+@app.command("skip")
+def skip_command(
+    ctx: typer.Context,
+    slot_id: Annotated[int, typer.Argument(help="Slot id (see `mailer calendar`).")],
+    note: Annotated[str, typer.Option(help="Why it is skipped.")] = "",
+) -> None:
+    """Skip one slot: nothing goes out then.
+
+    Example: mailer calendar skip 12 --note "Purdah before the election"
+    """
+    with state(ctx).session() as session:
+        slot = calendar.skip_slot(session, slot_id, note)
+    console.print(f"Slot {slot.id} ({slot.publication} {slot.number}) is skipped")
+
+
+def daemon_command(
+    ctx: typer.Context,
+    tick: Annotated[float, typer.Option(help="Seconds between two looks at the calendar.")] = 60.0,
+) -> None:
+    """Run the scheduler: send approved issues at their slots, remind staff, retry.
+
+    An issue that is not approved at its slot is never sent: the slot is marked missed and
+    staff are alerted. Several daemons may run against one PostgreSQL database: one leads,
+    the others wait to take over.
+
+    Example: mailer daemon
+    """
+    current = state(ctx)
+    daemon = Daemon(current.config, current.engine, tick_seconds=tick)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await daemon.run(stop)
+
+    with current.session():
+        pass  # the database must be initialised and current
+    err.print("Daemon starting (Ctrl-C to stop)")
+    asyncio.run(main())

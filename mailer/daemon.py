@@ -1,0 +1,303 @@
+"""The daemon: APScheduler jobs that send issues at their slots, remind staff, retry, resume.
+
+One daemon leads (a PostgreSQL advisory lock, or a lock file beside a SQLite database);
+others wait and take over when it stops. Jobs live in the project database, so they
+survive restarts; each job only calls domain functions and logs one line per decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, timedelta
+from email.message import EmailMessage
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from mailer import calendar, clock, delivery, messages, tokens
+from mailer.calendar import Decision
+from mailer.models import Slot
+from mailer.notices import Notices
+from mailer.settings import Config
+from mailer.transports import Transport, TransportError, from_config
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+LEADER_KEY = 0x6D61696C  # "mail": with the schema, the advisory lock every daemon tries
+LOCK_FILE = "daemon.lock"
+JOBS_TABLE = "apscheduler_jobs"
+
+_running: Daemon | None = None
+
+
+def _current() -> Daemon:
+    if _running is None:
+        raise RuntimeError("no daemon is running in this process")
+    return _running
+
+
+# Jobs are module-level functions so the job store can name them across restarts.
+async def slot_job(slot_id: int) -> None:
+    await _current().at_slot(slot_id)
+
+
+async def tick_job() -> None:
+    await _current().tick()
+
+
+async def outbox_job() -> None:
+    await _current().drain_outbox()
+
+
+class Daemon:
+    """Keeps the calendar: sends at slots, marks misses, reminds, retries."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        *,
+        transport: Callable[[], Transport] | None = None,
+        tick_seconds: float = 60.0,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.new_transport = transport or (lambda: from_config(config, engine))
+        self.tick_seconds = tick_seconds
+        self.grace = timedelta(hours=config.settings.calendar.grace_hours)
+        self.signer = tokens.TokenSigner(tokens.load_key(config.secrets.secret_key, config.var_dir))
+        self.notices = Notices(config)
+        self._draining: asyncio.Task[None] | None = None
+        self._deciding = asyncio.Lock()
+        self._scheduler: AsyncIOScheduler | None = None
+        self.leading = False
+
+    # -- leadership ------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _leadership(self, stop: asyncio.Event, poll: float) -> AsyncIterator[bool]:
+        """Wait until this daemon leads (or ``stop``); hold the lead until the block ends."""
+        said = False
+        if self.engine.dialect.name == "postgresql":
+            connection = self.engine.connect()
+            try:
+                while not stop.is_set():
+                    # One lock per schema: installations sharing a database do not collide.
+                    held = connection.execute(
+                        sa.text(
+                            "SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"
+                        ),
+                        {"key": LEADER_KEY},
+                    ).scalar()
+                    connection.commit()
+                    if held:
+                        break
+                    if not said:
+                        log.info("another daemon is in charge of this database: waiting to take over")
+                        said = True
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), poll)
+                yield not stop.is_set()
+            finally:
+                connection.close()  # the advisory lock goes with the session
+            return
+        self.config.var_dir.mkdir(parents=True, exist_ok=True)
+        with (self.config.var_dir / LOCK_FILE).open("a+") as handle:
+            while not stop.is_set():
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not said:
+                        log.info("another daemon is in charge of this database: waiting to take over")
+                        said = True
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), poll)
+            try:
+                yield not stop.is_set()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, poll: float = 5.0) -> None:
+        """Lead (or wait to), then keep the calendar until ``stop`` is set."""
+        global _running
+        async with self._leadership(stop, poll) as leading:
+            if not leading:
+                return
+            self.leading = True
+            log.info("daemon leads: keeping the calendar")
+            scheduler = AsyncIOScheduler(
+                jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOBS_TABLE)},
+                timezone=UTC,
+                job_defaults={
+                    "coalesce": True,
+                    "max_instances": 1,
+                    "misfire_grace_time": int(self.grace.total_seconds()) or 1,
+                },
+            )
+            self._scheduler = scheduler
+            _running = self
+            scheduler.start()
+            try:
+                try:
+                    await self.tick()
+                    await self.drain_outbox()
+                except Exception:
+                    log.exception("the first look at the calendar failed; trying again on the tick")
+                scheduler.add_job(
+                    tick_job,
+                    "interval",
+                    seconds=self.tick_seconds,
+                    id="tick",
+                    replace_existing=True,
+                )
+                scheduler.add_job(
+                    outbox_job,
+                    "interval",
+                    seconds=self.tick_seconds,
+                    id="outbox",
+                    replace_existing=True,
+                )
+                await stop.wait()
+            finally:
+                scheduler.shutdown(wait=False)
+                if self._draining is not None:
+                    await asyncio.gather(self._draining, return_exceptions=True)
+                _running = None
+                self.leading = False
+                log.info("daemon stopped")
+
+    async def _db(self, work: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                return work(session)
+
+        return await asyncio.to_thread(run)
+
+    async def tick(self) -> None:
+        """Plan the year, decide every due slot, send reminders, schedule upcoming slots."""
+        now = clock.now()
+        settings = self.config.settings
+        zone = ZoneInfo(settings.calendar.timezone)
+
+        def plan(session: Session) -> list[Slot]:
+            for year in {
+                now.astimezone(zone).year,
+                (now + timedelta(days=60)).astimezone(zone).year,
+            }:
+                if calendar.ensure_year(session, year, settings):
+                    log.info("planned the %s bulletins from the rhythm", year)
+            session.commit()
+            return calendar.due_slots(session, now)
+
+        due = await self._db(plan)
+        for slot in due:
+            assert slot.id is not None
+            await self.at_slot(slot.id)
+        reminders = await self._db(lambda s: calendar.reminders_due(s, now, settings))
+        if reminders:
+            await self._notify([self.notices.reminder(r) for r in reminders], "reminder")
+            for reminder in reminders:
+                log.info(
+                    "reminded staff: %s %s %s (issue %s)",
+                    reminder.publication,
+                    reminder.number,
+                    "deadline passed" if reminder.kind == "deadline" else "goes out today",
+                    reminder.issue_status,
+                )
+        await self._schedule_slots()
+
+    async def _notify(self, built: list[EmailMessage], what: str) -> None:
+        try:
+            await self.notices.send(self.new_transport(), built)
+        except TransportError as exc:
+            log.error("could not send a %s to staff: %s", what, exc)
+
+    async def at_slot(self, slot_id: int) -> None:
+        """A slot's time has come: send its approved issue, or mark it missed and alert."""
+        async with self._deciding:  # a slot job and the tick may both reach the same slot
+            now = clock.now()
+            outcome = await self._db(
+                lambda s: calendar.dispatch(s, slot_id, now, self.grace, self.config.lists_dir)
+            )
+        if outcome.decision is Decision.WAIT:
+            return
+        slot = await self._db(lambda s: calendar.get(s, slot_id))
+        label = f"slot {slot_id} ({slot.publication} {slot.number})"
+        if outcome.decision is Decision.SENT:
+            log.info("%s: sending issue %s: %s", label, outcome.issue_id, outcome.reason)
+            await self.drain_outbox()
+        elif outcome.decision is Decision.MISSED:
+            log.warning("%s: missed: %s; alerting staff", label, outcome.reason)
+            message = self.notices.missed(
+                slot.publication, slot.number, slot.send_at, outcome.reason
+            )
+            await self._notify([message], "missed-slot alert")
+        else:
+            log.info("%s: nothing to do: %s", label, outcome.reason)
+
+    async def _schedule_slots(self) -> None:
+        """One job per upcoming slot, at its send time (moved slots are re-timed)."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        upcoming = await self._db(lambda s: calendar.upcoming_slots(s, clock.now()))
+        wanted = {f"slot-{slot.id}": slot for slot in upcoming}
+        for job in scheduler.get_jobs():
+            if job.id.startswith("slot-") and job.id not in wanted:
+                with suppress(JobLookupError):
+                    scheduler.remove_job(job.id)
+        for job_id, slot in wanted.items():
+            existing = scheduler.get_job(job_id)
+            if existing is not None and existing.next_run_time == slot.send_at:
+                continue
+            scheduler.add_job(
+                slot_job,
+                "date",
+                run_date=slot.send_at,
+                args=[slot.id],
+                id=job_id,
+                replace_existing=True,
+            )
+
+    async def drain_outbox(self) -> None:
+        """Send what is due: issues just dispatched, interrupted sends, deferred retries."""
+        if self._draining is not None and not self._draining.done():
+            return
+        self._draining = asyncio.create_task(self._drain())
+        await asyncio.shield(self._draining)
+
+    async def _drain(self) -> None:
+        try:
+            with delivery.single_sender(self.engine, self.config.var_dir):
+                sender = delivery.Sender(
+                    self.engine,
+                    self.config,
+                    self.new_transport(),
+                    signer=self.signer,
+                    dkim=messages.dkim_key(self.config),
+                )
+                tally = await sender.run(drain=True)
+        except delivery.SenderBusy as exc:
+            log.info("outbox: %s; trying again later", exc)
+            return
+        if tally.done or tally.resent_in_doubt:
+            log.info(
+                "outbox: %s sent, %s deferred, %s failed%s",
+                tally.sent,
+                tally.deferred,
+                tally.failed,
+                f", {tally.resent_in_doubt} in doubt resent" if tally.resent_in_doubt else "",
+            )

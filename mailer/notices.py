@@ -1,0 +1,104 @@
+"""Notices to staff: deadline and morning reminders, and alerts about missed slots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from mailer import clock
+from mailer.calendar import Reminder
+from mailer.models import Publication
+from mailer.settings import Config
+from mailer.transports import Reply, Transport
+
+NAMES = {Publication.BULLETIN: "Bulletin", Publication.NEWSLETTER: "Newsletter"}
+
+
+def _when(moment: datetime, zone: str) -> str:
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M} ({zone})"
+
+
+class Notices:
+    """Builds notices to ``[calendar] alert_addresses`` and sends them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(Path(config.templates_dir) / "notices")),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,  # noqa: S701 (plain-text emails to staff)
+            keep_trailing_newline=True,
+        )
+
+    def _message(self, subject: str, template: str, values: dict[str, object]) -> EmailMessage:
+        network = self.config.settings.network
+        message = EmailMessage()
+        message["From"] = f"{network.name} mailer <{network.contact_email}>"
+        message["To"] = ", ".join(self.config.settings.calendar.alert_addresses)
+        message["Subject"] = subject
+        message["Date"] = format_datetime(clock.now())
+        message["Message-ID"] = make_msgid("notice", domain=network.domain)
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(self.env.get_template(template).render(values))
+        return message
+
+    def reminder(self, reminder: Reminder) -> EmailMessage:
+        zone = self.config.settings.calendar.timezone
+        name = NAMES[reminder.publication]
+        subject = (
+            f"Deadline passed: {name} {reminder.number}"
+            if reminder.kind == "deadline"
+            else f"Today: {name} {reminder.number} is not approved"
+        )
+        return self._message(
+            subject,
+            f"{reminder.kind}.txt",
+            {
+                "name": name,
+                "number": reminder.number,
+                "publication": reminder.publication.value,
+                "send_at": _when(reminder.send_at, zone),
+                "deadline": _when(reminder.deadline_at, zone),
+                "issue_status": reminder.issue_status,
+                "slot_id": reminder.slot_id,
+            },
+        )
+
+    def missed(
+        self, publication: Publication, number: str, send_at: datetime, reason: str
+    ) -> EmailMessage:
+        name = NAMES[publication]
+        return self._message(
+            f"MISSED: {name} {number} was not sent",
+            "missed.txt",
+            {
+                "name": name,
+                "number": number,
+                "publication": publication.value,
+                "send_at": _when(send_at, self.config.settings.calendar.timezone),
+                "reason": reason,
+            },
+        )
+
+    async def send(self, transport: Transport, messages: Sequence[EmailMessage]) -> list[Reply]:
+        """Send notices through ``transport``, then close it.
+
+        :raises TransportError: the relay cannot be reached.
+        """
+        sender = self.config.settings.network.contact_email
+        recipients = list(self.config.settings.calendar.alert_addresses)
+        replies = []
+        try:
+            for message in messages:
+                data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+                replies.append(await transport.send(sender, recipients, data))
+        finally:
+            await transport.close()
+        return replies

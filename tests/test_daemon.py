@@ -1,0 +1,156 @@
+"""The daemon with a frozen, advanced clock: sends at the slot once, misses drafts, reminds."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from mailer import calendar, clock, issues
+from mailer.daemon import Daemon
+from mailer.models import IssueStatus, Slot, SlotStatus
+from mailer.settings import Settings
+from mailer.transports import CaptureTransport, SmtpTransport
+from tests.conftest import LISTS
+from tests.outbox_fixtures import approved, config_for, people
+from tests.rendering_fixtures import DATA
+from tests.smtp_server import RecordingHandler, running
+
+SLOT = datetime(2027, 3, 4, 9, 30, tzinfo=UTC)  # bulletin 2027/05, the test issue's slot
+
+
+def _daemon(engine: Engine, tmp_path: Path, transport: object) -> Daemon:
+    config = config_for(engine.url.render_as_string(hide_password=False), tmp_path)
+    return Daemon(config, engine, transport=lambda: transport)  # type: ignore[return-value,arg-type]
+
+
+def _slot(session: Session, number: str = "2027/05") -> Slot:
+    session.expire_all()
+    return session.exec(select(Slot).where(col(Slot.number) == number)).one()
+
+
+def _alerts(handler: RecordingHandler) -> list[str]:
+    return [
+        str(BytesParser(policy=policy.default).parsebytes(m.data)["Subject"])
+        for m in handler.messages
+        if m.recipients == ["comms@lepnetwork.example"]
+    ]
+
+
+def test_an_approved_issue_is_sent_at_its_slot_once(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    people(session, 4)
+    issue = approved(session)
+    transport = CaptureTransport(tmp_path / "mail", engine)
+    daemon = _daemon(engine, tmp_path, transport)
+    with clock.frozen(datetime(2027, 3, 4, 9, 0, tzinfo=UTC)) as frozen:
+        asyncio.run(daemon.tick())  # plans the year; nothing is due yet
+        assert _slot(session).status is SlotStatus.PLANNED
+        frozen.set(SLOT)
+        asyncio.run(daemon.tick())
+        frozen.advance(timedelta(minutes=1))
+        asyncio.run(daemon.tick())
+    session.refresh(issue)
+    assert issue.status is IssueStatus.SENT
+    assert _slot(session).status is SlotStatus.DISPATCHED
+    assert len(list((tmp_path / "mail").rglob("*.eml"))) == 4
+    # Slots that were already past when the calendar was planned are not missed.
+    assert _slot(session, "2027/01").status is SlotStatus.SKIPPED
+
+
+def test_a_draft_at_its_slot_is_never_sent_and_staff_are_alerted(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    people(session, 4)
+    issue = issues.import_file(session, DATA / "bulletin.md")  # a draft
+    session.commit()
+    with running() as (controller, handler):
+        daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
+        with clock.frozen(datetime(2027, 3, 1, tzinfo=UTC)) as frozen:
+            asyncio.run(daemon.tick())
+            frozen.set(SLOT)
+            asyncio.run(daemon.tick())
+            asyncio.run(daemon.tick())
+    session.refresh(issue)
+    assert issue.status is IssueStatus.DRAFT
+    assert _slot(session).status is SlotStatus.MISSED
+    subjects = _alerts(handler)
+    assert subjects.count("MISSED: Bulletin 2027/05 was not sent") == 1
+    assert all(m.recipients == ["comms@lepnetwork.example"] for m in handler.messages)
+
+
+def test_reminders_come_at_the_deadline_and_on_the_morning(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    people(session, 1)
+    issues.import_file(session, DATA / "bulletin.md")
+    session.commit()
+    with running() as (controller, handler):
+        daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
+        with clock.frozen(datetime(2027, 3, 1, tzinfo=UTC)) as frozen:
+            asyncio.run(daemon.tick())
+            assert _alerts(handler) == []
+            frozen.set(datetime(2027, 3, 2, 17, 1, tzinfo=UTC))  # deadline: Tue 17:00
+            asyncio.run(daemon.tick())
+            asyncio.run(daemon.tick())
+            frozen.set(datetime(2027, 3, 4, 8, 5, tzinfo=UTC))  # the morning of the slot
+            asyncio.run(daemon.tick())
+            asyncio.run(daemon.tick())
+    assert _alerts(handler) == [
+        "Deadline passed: Bulletin 2027/05",
+        "Today: Bulletin 2027/05 is not approved",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("restart", "sent"),
+    [
+        (datetime(2027, 3, 4, 15, 0, tzinfo=UTC), True),
+        (datetime(2027, 3, 4, 16, 0, tzinfo=UTC), False),
+    ],
+)
+def test_after_downtime_it_sends_within_grace_and_misses_after(
+    engine: Engine, session: Session, tmp_path: Path, restart: datetime, sent: bool
+) -> None:
+    # The daemon planned the slot, then was down until ``restart`` (grace: 6 hours).
+    people(session, 3)
+    issue = approved(session)
+    with running() as (controller, handler):
+        daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
+        with clock.frozen(datetime(2027, 3, 3, tzinfo=UTC)) as frozen:
+            asyncio.run(daemon.tick())
+            frozen.set(restart)
+            asyncio.run(daemon.tick())
+    session.refresh(issue)
+    readers = [m for m in handler.messages if m.recipients != ["comms@lepnetwork.example"]]
+    if sent:
+        assert issue.status is IssueStatus.SENT
+        assert len(readers) == 3
+        assert _alerts(handler) == []
+    else:
+        assert issue.status is IssueStatus.MISSED
+        assert readers == []
+        assert _alerts(handler) == ["MISSED: Bulletin 2027/05 was not sent"]
+        assert _slot(session).status is SlotStatus.MISSED
+
+
+def test_a_slot_decided_once_is_not_decided_again(engine: Engine, session: Session) -> None:
+    people(session, 1)
+    issue = approved(session)
+    with clock.frozen(datetime(2027, 3, 1, tzinfo=UTC)):
+        calendar.ensure_year(session, 2027, Settings())
+        session.commit()
+    slot = _slot(session)
+    assert slot.id is not None
+    first = calendar.dispatch(session, slot.id, SLOT, timedelta(hours=6), LISTS)
+    second = calendar.dispatch(session, slot.id, SLOT, timedelta(hours=6), LISTS)
+    assert (first.decision, second.decision) == (calendar.Decision.SENT, calendar.Decision.NOTHING)
+    session.refresh(issue)
+    assert issue.status is IssueStatus.SENDING
