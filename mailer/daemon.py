@@ -94,16 +94,16 @@ class Daemon:
                 while not stop.is_set():
                     # One lock per schema: installations sharing a database do not collide.
                     held = connection.execute(
-                        sa.text(
-                            "SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"
-                        ),
+                        sa.text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"),
                         {"key": LEADER_KEY},
                     ).scalar()
                     connection.commit()
                     if held:
                         break
                     if not said:
-                        log.info("another daemon is in charge of this database: waiting to take over")
+                        log.info(
+                            "another daemon is in charge of this database: waiting to take over"
+                        )
                         said = True
                     with suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), poll)
@@ -119,7 +119,9 @@ class Daemon:
                     break
                 except BlockingIOError:
                     if not said:
-                        log.info("another daemon is in charge of this database: waiting to take over")
+                        log.info(
+                            "another daemon is in charge of this database: waiting to take over"
+                        )
                         said = True
                     with suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), poll)
