@@ -201,3 +201,22 @@ def test_slot_statuses_are_shown_as_staff_think_of_them(session: Session) -> Non
     assert {v.status for v in views} == {"planned"}
     assert [v.status for v in late][:2] == ["planned", "planned"]
     assert SlotStatus.MISSED.value == "missed"
+
+
+def test_a_slot_moved_into_another_year_does_not_stop_that_year_being_planned(
+    session: Session,
+) -> None:
+    with clock.frozen(datetime(2026, 10, 1, tzinfo=UTC)):
+        first = calendar.year_view(session, 2027, SETTINGS)[0]
+        calendar.move_slot(session, first.id, _at("2026-12-03T09:30"), SETTINGS)
+        assert calendar.ensure_year(session, 2026, SETTINGS) == 22
+        assert (
+            len(
+                [
+                    v
+                    for v in calendar.year_view(session, 2026, SETTINGS)
+                    if v.number.startswith("2026/")
+                ]
+            )
+            == 22
+        )
