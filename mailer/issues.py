@@ -51,7 +51,7 @@ TRANSITIONS: dict[IssueStatus, frozenset[IssueStatus]] = {
     ),
     IssueStatus.SENDING: frozenset({IssueStatus.SENT}),
     IssueStatus.SENT: frozenset(),
-    IssueStatus.MISSED: frozenset(),
+    IssueStatus.MISSED: frozenset({IssueStatus.DRAFT}),
     IssueStatus.CANCELLED: frozenset(),
 }
 FROZEN = frozenset(
@@ -302,9 +302,10 @@ def approve(
 
 
 def reopen(session: Session, issue: Issue) -> Issue:
-    """Make an approved (not yet sending) issue a draft again, dropping its rendering.
+    """Make an approved (not yet sending) or missed issue a draft again, dropping its
+    rendering; approve it again to send it (`mailer send`) or give it a new slot.
 
-    :raises IssueStateError: the issue is not approved or scheduled.
+    :raises IssueStateError: the issue is not approved, scheduled or missed.
     """
     if issue.status is IssueStatus.SCHEDULED:
         transition(session, issue, IssueStatus.APPROVED)

@@ -119,3 +119,16 @@ def test_an_unplanned_issue_is_numbered_in_the_current_year(session: Session) ->
         issue = issues.save_document(session, doc)
     assert issue.number == "2028/01"
     assert issues.slot_label(None) == "-"
+
+
+def test_a_missed_issue_can_be_reopened_and_approved_again(session: Session) -> None:
+    issue = issues.get(session, _import(session))
+    rendered = issues.rendering(session, issue, renderer(), definition(issue.publication))
+    issues.approve(session, issue, rendered)
+    issues.transition(session, issue, IssueStatus.MISSED)
+    issues.reopen(session, issue)
+    assert issue.status is IssueStatus.DRAFT
+    issues.approve(
+        session, issue, issues.rendering(session, issue, renderer(), definition(issue.publication))
+    )
+    assert issue.status is IssueStatus.APPROVED
