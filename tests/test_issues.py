@@ -131,4 +131,4 @@ def test_a_missed_issue_can_be_reopened_and_approved_again(session: Session) -> 
     issues.approve(
         session, issue, issues.rendering(session, issue, renderer(), definition(issue.publication))
     )
-    assert issue.status is IssueStatus.APPROVED
+    assert issues.get(session, issue.id or 0).status is IssueStatus.APPROVED
