@@ -47,8 +47,11 @@ run: $(VENV)/.run-deps
 	@echo "  $(BIN)/mailer issue approve 1 && $(BIN)/mailer send 1   # captured under var/mail"
 	@echo "  $(BIN)/mailer --help"
 	@echo
-	@echo "Starting the daemon: it sends approved issues at their slots (Ctrl-C to stop)."
-	$(BIN)/mailer daemon
+	@echo "Starting the site and the daemon (Ctrl-C to stop). Open http://127.0.0.1:8000/"
+	@echo "Staff console: http://127.0.0.1:8000/staff"
+	@echo "  editor@lepnetwork.example / demo-editor-password"
+	@echo "  approver@lepnetwork.example / demo-approver-password"
+	$(BIN)/mailer serve
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from mailer import calendar, clock, delivery, messages, tokens
+from mailer import calendar, clock, delivery, messages, subscriptions, tokens
 from mailer.calendar import Decision
 from mailer.models import Slot
 from mailer.notices import Notices
@@ -220,6 +220,9 @@ class Daemon:
                     reminder.issue_status,
                 )
         await self._schedule_slots()
+        purged = await self._db(lambda s: subscriptions.purge_unconfirmed(s, settings.signup))
+        if purged:
+            log.info("forgot %s sign-ups never confirmed", purged)
 
     async def _notify(self, built: list[EmailMessage], what: str) -> None:
         try:

@@ -421,3 +421,44 @@ class Slot(SQLModel, table=True):
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+class StaffRole(StrEnum):
+    EDITOR = "editor"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+class StaffAccount(SQLModel, table=True):
+    """A member of staff who may use the console."""
+
+    __tablename__ = "staff_accounts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    role: StaffRole = Field(
+        sa_type=enum_type(StaffRole, "staff_role"),
+        nullable=False,
+    )
+    password_hash: str = Field(max_length=200)
+    failed_logins: int = Field(default=0)
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    created_at: datetime = _timestamp()
+
+
+class Signup(SQLModel, table=True):
+    """A sign-up waiting for its confirmation (double opt-in); kept briefly."""
+
+    __tablename__ = "signups"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320)
+    email_hash: str = Field(max_length=64, index=True)
+    name: str = Field(max_length=200)
+    organisation: str = Field(default="", max_length=200)
+    ip_hash: str = Field(max_length=64, index=True)
+    wording_version: str = Field(max_length=60)
+    confirmation_sent: bool = Field(default=False)
+    confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    created_at: datetime = _timestamp()

@@ -87,6 +87,31 @@ class Notices:
             },
         )
 
+    def confirmation(self, name: str, email: str, link: str) -> EmailMessage:
+        """The double opt-in email: one link to confirm a newsletter sign-up."""
+        network = self.config.settings.network
+        message = EmailMessage()
+        message["From"] = f"{network.name} <{network.contact_email}>"
+        message["To"] = email
+        message["Subject"] = f"Please confirm your subscription to the {network.name} newsletter"
+        message["Date"] = format_datetime(clock.now())
+        message["Message-ID"] = make_msgid("signup", domain=network.domain)
+        message["Auto-Submitted"] = "auto-generated"
+        hours = self.config.settings.signup.confirm_hours
+        message.set_content(
+            self.env.get_template("confirm.txt").render(
+                {
+                    "name": name,
+                    "link": link,
+                    "hours": f"{hours:g}",
+                    "network": network.name,
+                    "address": network.postal_address,
+                    "privacy": f"{self.config.settings.web.root}/privacy",
+                }
+            )
+        )
+        return message
+
     async def send(self, transport: Transport, messages: Sequence[EmailMessage]) -> list[Reply]:
         """Send notices through ``transport``, then close it.
 
@@ -102,3 +127,17 @@ class Notices:
         finally:
             await transport.close()
         return replies
+
+
+async def send_one(
+    transport: Transport, config: Config, message: EmailMessage, recipients: Sequence[str]
+) -> Reply:
+    """Send one message to ``recipients`` (not the staff list), then close the transport.
+
+    :raises TransportError: the relay cannot be reached.
+    """
+    try:
+        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        return await transport.send(config.settings.network.contact_email, list(recipients), data)
+    finally:
+        await transport.close()

@@ -109,9 +109,53 @@ class WebSettings(_Section):
         ),
     )
 
+    host: str = Field("127.0.0.1", min_length=1, description="Address `mailer serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `mailer serve` listens on.")
+    secure_cookies: bool = Field(
+        False, description="Send the staff session cookie over https only (true in production)."
+    )
+    session_hours: float = Field(
+        8.0, gt=0, le=720, description="Hours a staff login lasts without activity."
+    )
+
     @property
     def root(self) -> str:
         return self.base_url.rstrip("/")
+
+
+class SignupSettings(_Section):
+    """The public sign-up for the external newsletter (double opt-in)."""
+
+    wording_version: str = Field(
+        "2026-11", min_length=1, max_length=60, description="Version of the consent wording."
+    )
+    wording: str = Field(
+        "Yes, I would like the LEP Network Newsletter by email, up to ten times a year. "
+        "I can unsubscribe at any time.",
+        min_length=10,
+        description="The consent statement beside the sign-up button, kept with each consent.",
+    )
+    confirm_hours: float = Field(
+        72.0, gt=0, le=720, description="Hours a confirmation link stays valid."
+    )
+    per_ip_per_hour: int = Field(
+        5, ge=1, description="Sign-ups accepted from one network address in an hour."
+    )
+    per_address_per_day: int = Field(
+        3, ge=1, description="Confirmation emails one address can receive in a day."
+    )
+
+
+class StaffSettings(_Section):
+    """Staff accounts in the console."""
+
+    lockout_after: int = Field(5, ge=1, description="Failed logins in a row that lock an account.")
+    lockout_minutes: float = Field(
+        15.0, gt=0, description="How long a locked account stays locked."
+    )
+    approver_may_be_editor: bool = Field(
+        False, description="Whether the last editor of an issue may approve it too."
+    )
 
 
 class SmtpSettings(_Section):
@@ -320,6 +364,10 @@ class Settings(_Section):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="Outgoing mail.")
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="The outbox.")
     dkim: DkimSettings = Field(default_factory=DkimSettings, description="DKIM signing.")
+    signup: SignupSettings = Field(
+        default_factory=SignupSettings, description="The public newsletter sign-up."
+    )
+    staff: StaffSettings = Field(default_factory=StaffSettings, description="Staff accounts.")
     calendar: CalendarSettings = Field(
         default_factory=CalendarSettings, description="The editorial calendar and daemon."
     )

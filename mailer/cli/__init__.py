@@ -7,7 +7,7 @@ import logging
 import typer
 from rich.logging import RichHandler
 
-from mailer.cli import audience, calendar, contacts, events, issues, orgs, sending, setup
+from mailer.cli import audience, calendar, contacts, events, issues, orgs, sending, setup, web
 from mailer.cli.state import MailerGroup, State, err
 
 app = typer.Typer(
@@ -33,7 +33,7 @@ def _root(ctx: typer.Context) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=err, show_path=False, markup=False)],
     )
-    for noisy in ("alembic", "apscheduler"):
+    for noisy in ("alembic", "apscheduler", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -46,6 +46,8 @@ app.add_typer(events.app, name="events")
 sending.register(app, issues.app)
 app.add_typer(calendar.app, name="calendar")
 app.command("daemon")(calendar.daemon_command)
+app.command("serve")(web.serve_command)
+app.add_typer(web.staff_app, name="staff")
 
 
 def main() -> None:

@@ -64,6 +64,10 @@ def init(
         console.print(
             f"Demo content: {content.events_added} events added; issues created: {issues_created}"
         )
+        from mailer.cli.web import ensure_demo_staff
+
+        for email, password in ensure_demo_staff(ctx):
+            console.print(f"Demo staff login: {email} / {password}")
 
 
 def config_show(ctx: typer.Context) -> None:

@@ -27,6 +27,7 @@ from mailer.organisations import OrganisationError
 from mailer.proofs import ProofError
 from mailer.publications import PublicationError
 from mailer.rendering import RenderError
+from mailer.staff import StaffError
 from mailer.transports import TransportError
 
 console = Console(highlight=False)
@@ -50,6 +51,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     EventError,
     SenderBusy,
     CalendarError,
+    StaffError,
 )
 
 

@@ -1,0 +1,678 @@
+"""The staff console: login, dashboard, compose and approve issues, contacts, sends, mailbox."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from datetime import date, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlmodel import Session, col, select
+
+from mailer import (
+    calendar,
+    clock,
+    contacts,
+    events,
+    issuefile,
+    issues,
+    lint,
+    messages,
+    outbox,
+    proofs,
+    publications,
+    staff,
+)
+from mailer.contacts import ContactFieldError
+from mailer.importer import ImportFileError, import_contacts
+from mailer.models import (
+    CapturedMessage,
+    Contact,
+    ContactStatus,
+    DeliveryStatus,
+    EventAudience,
+    Issue,
+    IssueStatus,
+    Organisation,
+    Publication,
+    Role,
+    StaffAccount,
+    StaffRole,
+)
+from mailer.transports import TransportError
+from mailer.web.app import (
+    check_csrf,
+    context,
+    db,
+    flash,
+    page,
+    redirect,
+    require_role,
+    staff_of,
+)
+
+router = APIRouter(prefix="/staff")
+DB = Annotated[Session, Depends(db)]
+CSRF = Annotated[str, Form()]
+APPROVERS = (StaffRole.APPROVER, StaffRole.ADMIN)
+
+
+def _local(request: Request) -> ZoneInfo:
+    return ZoneInfo(context(request).config.settings.calendar.timezone)
+
+
+# -- login ---------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/staff") -> Response:
+    return page(request, "staff/login.html", {"next": next, "error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    session: DB,
+    csrf: CSRF = "",
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/staff",
+) -> Response:
+    check_csrf(request, csrf)
+    try:
+        account = staff.authenticate(
+            session, email, password, context(request).config.settings.staff
+        )
+    except staff.LoginRefused as exc:
+        return page(request, "staff/login.html", {"next": next, "error": str(exc)}, status=401)
+    request.session.clear()  # a fresh session on login
+    request.session["staff_id"] = account.id
+    return redirect(next if next.startswith("/staff") else "/staff")
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: CSRF = "") -> Response:
+    check_csrf(request, csrf)
+    request.session.clear()
+    return redirect("/staff/login")
+
+
+# -- dashboard -----------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def dashboard(request: Request, session: DB) -> Response:
+    account = staff_of(request, session)
+    settings = context(request).config.settings
+    zone = _local(request)
+    now = clock.now()
+    year = now.astimezone(zone).year
+    views = calendar.year_view(session, year, settings)
+    upcoming = [v for v in views if v.send_at > now and v.status != "skipped"][:8]
+    if len(upcoming) < 8:
+        upcoming += [
+            v for v in calendar.year_view(session, year + 1, settings) if v.status != "skipped"
+        ][: 8 - len(upcoming)]
+    session.commit()
+    in_progress = [
+        i
+        for i in issues.listing(session)
+        if i.status
+        in (IssueStatus.DRAFT, IssueStatus.APPROVED, IssueStatus.SCHEDULED, IssueStatus.SENDING)
+    ]
+    sent = [
+        i for i in issues.listing(session) if i.status in (IssueStatus.SENT, IssueStatus.SENDING)
+    ][:5]
+    reports = [(i, outbox.report(session, i.id or 0)) for i in sent]
+    return page(
+        request,
+        "staff/dashboard.html",
+        {
+            "year": year,
+            "counts": calendar.year_counts(views, settings),
+            "upcoming": upcoming,
+            "in_progress": in_progress,
+            "reports": reports,
+            "zone": zone,
+        },
+        staff=account,
+    )
+
+
+# -- issues ----------------------------------------------------------------------------
+
+
+@router.get("/issues", response_class=HTMLResponse)
+def issue_list(request: Request, session: DB) -> Response:
+    account = staff_of(request, session)
+    return page(
+        request,
+        "staff/issues.html",
+        {"issues": issues.listing(session), "zone": _local(request)},
+        staff=account,
+    )
+
+
+@router.post("/issues/new")
+def issue_new(
+    request: Request, session: DB, csrf: CSRF = "", publication: Annotated[str, Form()] = "bulletin"
+) -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    chosen = Publication(publication)
+    slot = calendar.next_open_slot(session, chosen, clock.now())
+    if slot is not None:
+        number, slot_at = slot.number, slot.send_at
+    else:
+        year = clock.now().astimezone(_local(request)).year
+        number, slot_at = issues.next_number(session, chosen, year), None
+    document = issuefile.parse(issuefile.skeleton(chosen, number, slot_at))
+    issue = issues.save_document(session, document, editor=account.email)
+    session.commit()
+    flash(request, f"Created {chosen} {number}: edit it below.")
+    return redirect(f"/staff/issues/{issue.id}")
+
+
+def _issue_page(
+    request: Request,
+    session: Session,
+    account: StaffAccount,
+    issue: Issue,
+    *,
+    text: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    ctx = context(request)
+    definition = publications.load(ctx.config.lists_dir, issue.publication)
+    findings: list[lint.Finding] = []
+    render_error = None
+    try:
+        rendered = issues.rendering(session, issue, ctx.renderer, definition)
+        findings = lint.lint(issues.content(session, issue), rendered)
+    except Exception as exc:  # a broken template must not hide the editor
+        render_error = str(exc)
+    slots = [
+        s
+        for s in calendar.upcoming_slots(session, clock.now())
+        if s.publication is issue.publication and (calendar.issue_of(session, s) in (None, issue))
+    ]
+    own_slot = next((s for s in slots if s.number == issue.number), None)
+    return page(
+        request,
+        "staff/issue.html",
+        {
+            "issue": issue,
+            "text": text if text is not None else issuefile.dump(issues.document(session, issue)),
+            "error": error,
+            "render_error": render_error,
+            "findings": findings,
+            "blocking": lint.errors(findings),
+            "slots": slots,
+            "own_slot": own_slot,
+            "can_approve": staff.can_approve(account.role),
+            "zone": _local(request),
+            "frozen": issue.status in issues.FROZEN,
+        },
+        status=status,
+        staff=account,
+    )
+
+
+@router.get("/issues/{issue_id}", response_class=HTMLResponse)
+def issue_edit(request: Request, issue_id: int, session: DB) -> Response:
+    account = staff_of(request, session)
+    return _issue_page(request, session, account, issues.get(session, issue_id))
+
+
+@router.post("/issues/{issue_id}", response_class=HTMLResponse)
+def issue_save(
+    request: Request,
+    issue_id: int,
+    session: DB,
+    csrf: CSRF = "",
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    issue = issues.get(session, issue_id)
+    try:
+        document = issuefile.parse(text, "the issue")
+        issues.save_document(session, document, issue_id=issue_id, editor=account.email)
+        session.commit()
+    except (issuefile.IssueFileError, issues.IssueError) as exc:
+        session.rollback()
+        return _issue_page(request, session, account, issue, text=text, error=str(exc), status=422)
+    flash(request, "Saved.")
+    return redirect(f"/staff/issues/{issue_id}")
+
+
+@router.get("/issues/{issue_id}/preview.html", response_class=HTMLResponse)
+def issue_preview(request: Request, issue_id: int, session: DB) -> Response:
+    staff_of(request, session)
+    ctx = context(request)
+    issue = issues.get(session, issue_id)
+    definition = publications.load(ctx.config.lists_dir, issue.publication)
+    rendered = issues.rendering(session, issue, ctx.renderer, definition)
+    sample = proofs.sample_personal(ctx.signer, issue, ctx.config.settings.network.domain)
+    html, _ = rendered.for_reader(sample.name, sample.token)
+    return HTMLResponse(html)
+
+
+@router.post("/issues/{issue_id}/test")
+async def issue_test(request: Request, issue_id: int, session: DB, csrf: CSRF = "") -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    ctx = context(request)
+    config = ctx.config
+    issue = issues.get(session, issue_id)
+    definition = publications.load(config.lists_dir, issue.publication)
+    rendered = issues.rendering(session, issue, ctx.renderer, definition)
+    template = proofs.message_template(
+        issue,
+        rendered,
+        definition,
+        config.settings.network,
+        config.settings.web.base_url,
+        subject=messages.proof_subject(issue.subject),
+    )
+    try:
+        replies = await proofs.send_tests(
+            template,
+            [account.email],
+            issue=issue,
+            signer=ctx.signer,
+            transport=ctx.new_transport(),
+            domain=config.settings.network.domain,
+            dkim=messages.dkim_key(config),
+        )
+        reply = replies[0][1]
+        flash(request, f"Test sent to {account.email}: {reply.code} {reply.message}")
+    except TransportError as exc:
+        flash(request, f"The test could not be sent: {exc}")
+    return redirect(f"/staff/issues/{issue_id}")
+
+
+@router.post("/issues/{issue_id}/approve")
+def issue_approve(
+    request: Request,
+    issue_id: int,
+    session: DB,
+    csrf: CSRF = "",
+    slot_id: Annotated[str, Form()] = "",
+) -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    require_role(account, *APPROVERS)
+    ctx = context(request)
+    settings = ctx.config.settings
+    issue = issues.get(session, issue_id)
+    if not settings.staff.approver_may_be_editor and issue.last_edited_by == account.email:
+        flash(request, "You edited this issue last: another approver must approve it.")
+        return redirect(f"/staff/issues/{issue_id}")
+    slot = calendar.get(session, int(slot_id)) if slot_id else None
+    if slot is not None and (slot.number != issue.number or slot.send_at != issue.slot_at):
+        # Confirming another slot: the issue takes its number and time before it is frozen.
+        document = issues.document(session, issue)
+        moved = issuefile.IssueDocument(
+            publication=document.publication,
+            number=slot.number,
+            subject=document.subject,
+            preheader=document.preheader,
+            slot_at=slot.send_at,
+            sections=document.sections,
+            sponsor=document.sponsor,
+        )
+        issues.save_document(session, moved, issue_id=issue_id, editor=issue.last_edited_by)
+    definition = publications.load(ctx.config.lists_dir, issue.publication)
+    rendered = issues.rendering(session, issue, ctx.renderer, definition)
+    blocking = lint.errors(lint.lint(issues.content(session, issue), rendered))
+    if blocking:
+        session.rollback()
+        flash(request, f"Not approved: {len(blocking)} lint errors to fix first.")
+        return redirect(f"/staff/issues/{issue_id}")
+    issues.approve(session, issue, rendered, approver=account.email)
+    if slot is not None:
+        issues.transition(session, issue, IssueStatus.SCHEDULED)
+    session.commit()
+    when = f", scheduled for slot {slot.id}" if slot is not None else ""
+    flash(request, f"Approved{when}: content and rendering are frozen.")
+    return redirect(f"/staff/issues/{issue_id}")
+
+
+@router.post("/issues/{issue_id}/cancel")
+def issue_cancel(request: Request, issue_id: int, session: DB, csrf: CSRF = "") -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    require_role(account, *APPROVERS)
+    try:
+        issues.cancel(session, issues.get(session, issue_id))
+        session.commit()
+        flash(request, "Cancelled: it will not be sent.")
+    except issues.IssueStateError as exc:
+        flash(request, str(exc))
+    return redirect(f"/staff/issues/{issue_id}")
+
+
+@router.post("/issues/{issue_id}/reopen")
+def issue_reopen(request: Request, issue_id: int, session: DB, csrf: CSRF = "") -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    require_role(account, *APPROVERS)
+    try:
+        issues.reopen(session, issues.get(session, issue_id))
+        session.commit()
+        flash(request, "A draft again: edit, then approve.")
+    except issues.IssueStateError as exc:
+        flash(request, str(exc))
+    return redirect(f"/staff/issues/{issue_id}")
+
+
+@router.post("/issues/{issue_id}/send")
+def issue_send(
+    request: Request, issue_id: int, session: DB, background: BackgroundTasks, csrf: CSRF = ""
+) -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    require_role(account, *APPROVERS)
+    ctx = context(request)
+    issue = issues.get(session, issue_id)
+    try:
+        rule = publications.load(ctx.config.lists_dir, issue.publication).audience
+        queued = outbox.enqueue(session, issue, rule)
+        session.commit()
+    except issues.IssueStateError as exc:
+        flash(request, str(exc))
+        return redirect(f"/staff/issues/{issue_id}")
+    background.add_task(ctx.drain_outbox)
+    flash(request, f"Sending to {queued:,} recipients.")
+    return redirect(f"/staff/sends/{issue_id}")
+
+
+# -- sends and the mailbox -------------------------------------------------------------
+
+
+@router.get("/sends/{issue_id}", response_class=HTMLResponse)
+def send_report(request: Request, issue_id: int, session: DB) -> Response:
+    account = staff_of(request, session)
+    issue = issues.get(session, issue_id)
+    report = outbox.report(session, issue_id)
+    done = sum(n for s, n in report.counts.items() if s not in outbox.OPEN)
+    return page(
+        request,
+        "staff/send.html",
+        {
+            "issue": issue,
+            "report": report,
+            "statuses": list(DeliveryStatus),
+            "done": done,
+            "live": issue.status is IssueStatus.SENDING,
+        },
+        staff=account,
+    )
+
+
+@router.get("/mailbox", response_class=HTMLResponse)
+def mailbox(request: Request, session: DB) -> Response:
+    account = staff_of(request, session)
+    captured = session.exec(
+        select(CapturedMessage).order_by(col(CapturedMessage.id).desc()).limit(200)
+    ).all()
+    transport = context(request).config.settings.smtp.transport
+    return page(
+        request, "staff/mailbox.html", {"messages": captured, "transport": transport}, staff=account
+    )
+
+
+def _captured(session: Session, message_id: int) -> EmailMessage:
+    captured = session.get(CapturedMessage, message_id)
+    if captured is None:
+        raise issues.IssueError(f"there is no captured message {message_id}")
+    parsed = BytesParser(policy=policy.default).parsebytes(Path(captured.path).read_bytes())
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+@router.get("/mailbox/{message_id}", response_class=HTMLResponse)
+def mailbox_message(request: Request, message_id: int, session: DB) -> Response:
+    account = staff_of(request, session)
+    message = _captured(session, message_id)
+    text = message.get_body(("plain",))
+    return page(
+        request,
+        "staff/message.html",
+        {
+            "message_id": message_id,
+            "headers": list(message.items()),
+            "text": text.get_content() if text is not None else "",
+            "has_html": message.get_body(("html",)) is not None,
+        },
+        staff=account,
+    )
+
+
+@router.get("/mailbox/{message_id}/html", response_class=HTMLResponse)
+def mailbox_html(request: Request, message_id: int, session: DB) -> Response:
+    staff_of(request, session)
+    part = _captured(session, message_id).get_body(("html",))
+    response = HTMLResponse(part.get_content() if part is not None else "")
+    response.headers["Content-Security-Policy"] = "script-src 'none'"
+    return response
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+@router.get("/events", response_class=HTMLResponse)
+def event_list(request: Request, session: DB) -> Response:
+    account = staff_of(request, session)
+    start = clock.now().astimezone(_local(request)).date() - timedelta(days=7)
+    return page(
+        request,
+        "staff/events.html",
+        {"events": events.listing(session, start), "audiences": list(EventAudience), "error": None},
+        staff=account,
+    )
+
+
+@router.post("/events", response_class=HTMLResponse)
+def event_add(
+    request: Request,
+    session: DB,
+    csrf: CSRF = "",
+    when: Annotated[str, Form()] = "",
+    title: Annotated[str, Form()] = "",
+    location: Annotated[str, Form()] = "",
+    link: Annotated[str, Form()] = "",
+    audience: Annotated[str, Form()] = "both",
+) -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    try:
+        events.add(
+            session,
+            date.fromisoformat(when),
+            title,
+            location=location,
+            link=link or None,
+            audience=EventAudience(audience),
+        )
+        session.commit()
+    except (ValueError, events.EventError) as exc:
+        session.rollback()
+        start = clock.now().astimezone(_local(request)).date() - timedelta(days=7)
+        return page(
+            request,
+            "staff/events.html",
+            {
+                "events": events.listing(session, start),
+                "audiences": list(EventAudience),
+                "error": str(exc),
+            },
+            status=422,
+            staff=account,
+        )
+    flash(request, f"Added the event {title}.")
+    return redirect("/staff/events")
+
+
+# -- contacts --------------------------------------------------------------------------
+
+
+@router.get("/contacts", response_class=HTMLResponse)
+def contact_list(request: Request, session: DB, q: str = "", org: str = "") -> Response:
+    account = staff_of(request, session)
+    rows = list(
+        contacts.iter_contacts(session, search=q or None, organisation=org or None, limit=200)
+    )
+    total = contacts.count_contacts(session, search=q or None, organisation=org or None)
+    ids = {
+        c.email: c.id
+        for c in session.exec(
+            select(Contact).where(col(Contact.email).in_([r.email for r in rows]))
+        )
+    }
+    return page(
+        request,
+        "staff/contacts.html",
+        {"rows": rows, "total": total, "q": q, "org": org, "ids": ids},
+        staff=account,
+    )
+
+
+@router.get("/contacts/export.csv")
+def contact_export(request: Request, session: DB) -> Response:
+    staff_of(request, session)
+    buffer = io.StringIO()
+    contacts.export_csv(session, buffer)
+    return StreamingResponse(
+        iter([buffer.getvalue()]),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="contacts.csv"'},
+    )
+
+
+@router.get("/contacts/import", response_class=HTMLResponse)
+def contact_import_form(request: Request, session: DB) -> Response:
+    account = staff_of(request, session)
+    return page(request, "staff/import.html", {"report": None, "error": None}, staff=account)
+
+
+@router.post("/contacts/import", response_class=HTMLResponse)
+async def contact_import(
+    request: Request,
+    session: DB,
+    file: UploadFile,
+    csrf: CSRF = "",
+    dry_run: Annotated[str, Form()] = "",
+) -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    data = await file.read()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / (Path(file.filename or "upload.csv").name or "upload.csv")
+        path.write_bytes(data)
+        try:
+            report = import_contacts(
+                session,
+                path,
+                dry_run=bool(dry_run),
+                source=f"console upload by {account.email}: {path.name}",
+                batch_size=context(request).config.settings.contacts_import.batch_size,
+            )
+        except ImportFileError as exc:
+            return page(
+                request,
+                "staff/import.html",
+                {"report": None, "error": str(exc)},
+                status=422,
+                staff=account,
+            )
+    return page(request, "staff/import.html", {"report": report, "error": None}, staff=account)
+
+
+@router.get("/contacts/{contact_id}", response_class=HTMLResponse)
+def contact_view(request: Request, contact_id: int, session: DB) -> Response:
+    account = staff_of(request, session)
+    return _contact_page(request, session, account, contact_id)
+
+
+def _contact_page(
+    request: Request,
+    session: Session,
+    account: StaffAccount,
+    contact_id: int,
+    error: str | None = None,
+) -> Response:
+    contact = session.get(Contact, contact_id)
+    if contact is None or contact.status is ContactStatus.ERASED:
+        raise issues.IssueError(f"there is no contact {contact_id}")
+    row = next(iter(contacts.iter_contacts(session, search=contact.email, limit=1)))
+    orgs = session.exec(select(Organisation).order_by(col(Organisation.name))).all()
+    return page(
+        request,
+        "staff/contact.html",
+        {
+            "contact": contact,
+            "row": row,
+            "orgs": orgs,
+            "roles": list(Role),
+            "error": error,
+        },
+        status=422 if error else 200,
+        staff=account,
+    )
+
+
+@router.post("/contacts/{contact_id}", response_class=HTMLResponse)
+def contact_save(
+    request: Request,
+    contact_id: int,
+    session: DB,
+    csrf: CSRF = "",
+    name: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    organisation_id: Annotated[int, Form()] = 0,
+) -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise issues.IssueError(f"there is no contact {contact_id}")
+    try:
+        contact.name = contacts.clean_name(name)
+        contact.role = Role(role)
+        if session.get(Organisation, organisation_id) is None:
+            raise ContactFieldError("unknown organisation")
+        contact.organisation_id = organisation_id
+        contact.updated_at = clock.now()
+        session.commit()
+    except (ContactFieldError, ValueError) as exc:
+        session.rollback()
+        return _contact_page(request, session, account, contact_id, str(exc))
+    flash(request, "Saved.")
+    return redirect(f"/staff/contacts/{contact_id}")
+
+
+# Known errors from the domain become a page, not a traceback.
+def _unknown(request: Request, exc: Exception) -> Response:
+    return page(request, "message.html", {"title": "Not found", "message": str(exc)}, status=404)
+
+
+def install(app: FastAPI) -> None:
+    """Register the console's error pages on ``app``."""
+
+    @app.exception_handler(issues.IssueError)
+    async def _issue_error(request: Request, exc: issues.IssueError) -> Response:
+        return _unknown(request, exc)
+
+    @app.exception_handler(calendar.CalendarError)
+    async def _calendar_error(request: Request, exc: calendar.CalendarError) -> Response:
+        return _unknown(request, exc)
