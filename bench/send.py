@@ -86,8 +86,9 @@ from mailer.transports import SmtpTransport
 url, port, connections, root = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 config = settings.load(root / "config.toml", environ={"MAILER_DATABASE_URL": url})
 engine = db.create_engine(url)
-transport = SmtpTransport("127.0.0.1", port, connections=connections, per_domain=connections,
-                          messages_per_connection=100000)
+smtp = config.settings.smtp  # the shipped defaults, but for the relay and the pool size
+transport = SmtpTransport("127.0.0.1", port, connections=connections, per_domain=smtp.per_domain,
+                          messages_per_connection=smtp.messages_per_connection)
 sender = delivery.Sender(engine, config, transport, signer=TokenSigner(b"bench-key-" * 4))
 started = time.perf_counter()
 tally = delivery.run_sender(sender, drain=True)

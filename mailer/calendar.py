@@ -204,7 +204,8 @@ def ensure_year(session: Session, year: int, settings: Settings) -> int:
     now = clock.now()
     for number, day in enumerate(bulletin_dates(year, cadence), start=1):
         send_at = at(day, cadence.send_time, zone)
-        past = send_at <= now  # planned after its time: shown, never missed or sent
+        # Planned after its time (and beyond the daemon's grace): shown, never missed or sent.
+        past = send_at <= now - timedelta(hours=settings.calendar.grace_hours)
         session.add(
             Slot(
                 publication=Publication.BULLETIN,
@@ -357,6 +358,50 @@ def skip_slot(session: Session, slot_id: int, note: str = "") -> Slot:
     slot.updated_at = clock.now()
     session.flush()
     return slot
+
+
+def slot_for_issue(session: Session, issue: Issue, settings: Settings) -> Slot | None:
+    """The calendar slot an issue goes out at, made from its own time if the calendar has
+    none yet; a draft's time follows its slot's. None for an issue with no time.
+
+    :raises CalendarError: a new newsletter slot would pass the yearly cap.
+    """
+    zone = ZoneInfo(settings.calendar.timezone)
+    if issue.slot_at is not None:
+        ensure_year(session, issue.slot_at.astimezone(zone).year, settings)
+    slot = session.exec(
+        select(Slot).where(
+            col(Slot.publication) == issue.publication, col(Slot.number) == issue.number
+        )
+    ).first()
+    if slot is not None:
+        if issue.status is IssueStatus.DRAFT and slot.status is SlotStatus.PLANNED:
+            issue.slot_at = slot.send_at
+        return slot
+    if issue.slot_at is None or issue.slot_at <= clock.now():
+        return None
+    _check_cap(session, issue.publication, issue.slot_at.astimezone(zone).year, settings)
+    slot = Slot(
+        publication=issue.publication,
+        number=issue.number,
+        send_at=issue.slot_at,
+        deadline_at=deadline_for(issue.slot_at, issue.publication, settings),
+        origin="issue",
+    )
+    session.add(slot)
+    session.flush()
+    return slot
+
+
+def slot_at(session: Session, publication: Publication, send_at: datetime) -> Slot | None:
+    """The planned slot of ``publication`` at exactly ``send_at``, if any."""
+    return session.exec(
+        select(Slot).where(
+            col(Slot.publication) == publication,
+            col(Slot.send_at) == send_at,
+            col(Slot.status) == SlotStatus.PLANNED,
+        )
+    ).first()
 
 
 def next_open_slot(session: Session, publication: Publication, after: datetime) -> Slot | None:
@@ -596,8 +641,8 @@ class Reminder:
 
 
 def reminders_due(session: Session, now: datetime, settings: Settings) -> list[Reminder]:
-    """Reminders to send now, marked as sent (commits): at a slot's deadline, and on the
-    morning of the slot, while it still has no approved issue."""
+    """Reminders due now: at a slot's deadline, and on the morning of the slot, while it
+    still has no approved issue. Mark each with :func:`mark_reminded` once it is sent."""
     zone = ZoneInfo(settings.calendar.timezone)
     hours, minutes = (int(p) for p in settings.calendar.reminder_time.split(":"))
     found = []
@@ -614,11 +659,8 @@ def reminders_due(session: Session, now: datetime, settings: Settings) -> list[R
         kind = None
         if slot.deadline_reminded_at is None:
             kind = "deadline"
-            slot.deadline_reminded_at = now
         if now >= morning and now < slot.send_at and slot.morning_reminded_at is None:
-            kind = "morning"
-            slot.morning_reminded_at = now
-            slot.deadline_reminded_at = slot.deadline_reminded_at or now
+            kind = "morning"  # one email on the morning says all the deadline one would
         if kind is not None:
             found.append(
                 Reminder(
@@ -631,8 +673,16 @@ def reminders_due(session: Session, now: datetime, settings: Settings) -> list[R
                     state,
                 )
             )
-    session.commit()
     return found
+
+
+def mark_reminded(session: Session, slot_id: int, kind: str, now: datetime) -> None:
+    """Record that a reminder went out (a morning reminder covers the deadline one). Commits."""
+    slot = get(session, slot_id)
+    slot.deadline_reminded_at = slot.deadline_reminded_at or now
+    if kind == "morning":
+        slot.morning_reminded_at = now
+    session.commit()
 
 
 def count_by_status(session: Session) -> dict[SlotStatus, int]:

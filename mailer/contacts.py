@@ -62,18 +62,21 @@ class ContactFieldError(ValueError):
 
 
 def normalise_email(raw: str) -> str:
-    """The canonical form of an address: syntax checked (no DNS), IDNA-normalised, lower case.
+    """The canonical form of an address: syntax checked (no DNS), lower case, and all ASCII
+    (an international domain in its xn-- form), as every header we send must be 7-bit.
 
-    :raises ContactFieldError: the address is not a valid email address.
+    :raises ContactFieldError: the address is not a valid email address, or needs
+        SMTPUTF8 (letters beyond ASCII before the @), which we cannot send to.
     """
     text = raw.strip()
     if not text:
         raise ContactFieldError("email is empty")
     try:
-        checked = validate_email(text, check_deliverability=False)
+        checked = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise ContactFieldError(f"invalid address {text!r}: {exc}") from None
-    return checked.normalized.lower()
+    assert checked.ascii_email is not None
+    return checked.ascii_email.lower()
 
 
 def to_spreadsheet_cell(value: str) -> str:

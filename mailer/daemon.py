@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, timedelta
 from email.message import EmailMessage
+from functools import partial
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from mailer import calendar, clock, delivery, messages, subscriptions, tokens
@@ -78,6 +80,11 @@ class Daemon:
         self.signer = tokens.TokenSigner(tokens.load_key(config.secrets.secret_key, config.var_dir))
         self.notices = Notices(config)
         self._draining: asyncio.Task[None] | None = None
+        self._sender: delivery.Sender | None = None
+        self._lock_connection: sa.Connection | None = None
+        self._stop: asyncio.Event | None = None
+        self._again = False
+        self._stopping = False
         self._deciding = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
         self.leading = False
@@ -89,7 +96,11 @@ class Daemon:
         """Wait until this daemon leads (or ``stop``); hold the lead until the block ends."""
         said = False
         if self.engine.dialect.name == "postgresql":
-            connection = self.engine.connect()
+            # A connection of its own, outside the pool: closing it really ends the session
+            # (and the lock with it), and a pool never hands it to other work.
+            lock_engine = sa.create_engine(self.engine.url, poolclass=NullPool)
+            connection = lock_engine.connect()
+            self._lock_connection = connection
             try:
                 while not stop.is_set():
                     # One lock per schema: installations sharing a database do not collide.
@@ -109,7 +120,10 @@ class Daemon:
                         await asyncio.wait_for(stop.wait(), poll)
                 yield not stop.is_set()
             finally:
-                connection.close()  # the advisory lock goes with the session
+                self._lock_connection = None
+                with suppress(sa.exc.DBAPIError):
+                    connection.close()  # the advisory lock goes with the session
+                lock_engine.dispose()
             return
         self.config.var_dir.mkdir(parents=True, exist_ok=True)
         with (self.config.var_dir / LOCK_FILE).open("a+") as handle:
@@ -135,6 +149,7 @@ class Daemon:
     async def run(self, stop: asyncio.Event, *, poll: float = 5.0) -> None:
         """Lead (or wait to), then keep the calendar until ``stop`` is set."""
         global _running
+        self._stop = stop
         async with self._leadership(stop, poll) as leading:
             if not leading:
                 return
@@ -175,8 +190,10 @@ class Daemon:
                 await stop.wait()
             finally:
                 scheduler.shutdown(wait=False)
-                if self._draining is not None:
-                    await asyncio.gather(self._draining, return_exceptions=True)
+                self._stopping = True
+                if self._sender is not None:
+                    self._sender.stop()  # messages in flight finish; the rest stay queued
+                await self.settle()
                 _running = None
                 self.leading = False
                 log.info("daemon stopped")
@@ -188,8 +205,24 @@ class Daemon:
 
         return await asyncio.to_thread(run)
 
+    def _still_leading(self) -> bool:
+        """Whether the session holding the leadership lock is still alive."""
+        if self._lock_connection is None:
+            return True
+        try:
+            self._lock_connection.execute(sa.text("SELECT 1"))
+            self._lock_connection.commit()
+        except sa.exc.DBAPIError:
+            return False
+        return True
+
     async def tick(self) -> None:
         """Plan the year, decide every due slot, send reminders, schedule upcoming slots."""
+        if not await asyncio.to_thread(self._still_leading):
+            log.error("lost the connection that holds the lead: stopping (another daemon leads)")
+            if self._stop is not None:
+                self._stop.set()
+            return
         now = clock.now()
         settings = self.config.settings
         zone = ZoneInfo(settings.calendar.timezone)
@@ -209,26 +242,37 @@ class Daemon:
             assert slot.id is not None
             await self.at_slot(slot.id)
         reminders = await self._db(lambda s: calendar.reminders_due(s, now, settings))
-        if reminders:
-            await self._notify([self.notices.reminder(r) for r in reminders], "reminder")
-            for reminder in reminders:
-                log.info(
-                    "reminded staff: %s %s %s (issue %s)",
-                    reminder.publication,
-                    reminder.number,
-                    "deadline passed" if reminder.kind == "deadline" else "goes out today",
-                    reminder.issue_status,
+        for reminder in reminders:
+            if not await self._notify([self.notices.reminder(reminder)], "reminder"):
+                continue  # not marked: tried again on the next tick
+            await self._db(
+                partial(
+                    calendar.mark_reminded, slot_id=reminder.slot_id, kind=reminder.kind, now=now
                 )
+            )
+            log.info(
+                "reminded staff: %s %s %s (issue %s)",
+                reminder.publication,
+                reminder.number,
+                "deadline passed" if reminder.kind == "deadline" else "goes out today",
+                reminder.issue_status,
+            )
         await self._schedule_slots()
         purged = await self._db(lambda s: subscriptions.purge_unconfirmed(s, settings.signup))
         if purged:
             log.info("forgot %s sign-ups never confirmed", purged)
 
-    async def _notify(self, built: list[EmailMessage], what: str) -> None:
+    async def _notify(self, built: list[EmailMessage], what: str) -> bool:
+        """Send notices to staff; whether the relay accepted every one."""
         try:
-            await self.notices.send(self.new_transport(), built)
+            replies = await self.notices.send(self.new_transport(), built)
         except TransportError as exc:
             log.error("could not send a %s to staff: %s", what, exc)
+            return False
+        refused = [r for r in replies if not r.ok]
+        for reply in refused:
+            log.error("the relay refused a %s to staff: %s %s", what, reply.code, reply.message)
+        return not refused
 
     async def at_slot(self, slot_id: int) -> None:
         """A slot's time has come: send its approved issue, or mark it missed and alert."""
@@ -278,31 +322,46 @@ class Daemon:
             )
 
     async def drain_outbox(self) -> None:
-        """Send what is due: issues just dispatched, interrupted sends, deferred retries."""
+        """Start sending what is due (issues just dispatched, interrupted sends, deferred
+        retries) without waiting for it; a send already running is asked to look again."""
         if self._draining is not None and not self._draining.done():
+            self._again = True
             return
         self._draining = asyncio.create_task(self._drain())
-        await asyncio.shield(self._draining)
+
+    async def settle(self) -> None:
+        """Wait until the send under way (if any) has finished."""
+        while self._draining is not None and not self._draining.done():
+            await asyncio.gather(self._draining, return_exceptions=True)
 
     async def _drain(self) -> None:
-        try:
-            with delivery.single_sender(self.engine, self.config.var_dir):
-                sender = delivery.Sender(
-                    self.engine,
-                    self.config,
-                    self.new_transport(),
-                    signer=self.signer,
-                    dkim=messages.dkim_key(self.config),
+        while True:
+            self._again = False
+            try:
+                with delivery.single_sender(self.engine, self.config.var_dir):
+                    self._sender = delivery.Sender(
+                        self.engine,
+                        self.config,
+                        self.new_transport(),
+                        signer=self.signer,
+                        dkim=messages.dkim_key(self.config),
+                    )
+                    tally = await self._sender.run(drain=True)
+            except delivery.SenderBusy as exc:
+                log.info("outbox: %s; trying again later", exc)
+                return
+            except Exception:
+                log.exception("outbox: the send stopped on an error; trying again later")
+                return
+            finally:
+                self._sender = None
+            if tally.done or tally.resent_in_doubt:
+                log.info(
+                    "outbox: %s sent, %s deferred, %s failed%s",
+                    tally.sent,
+                    tally.deferred,
+                    tally.failed,
+                    f", {tally.resent_in_doubt} in doubt resent" if tally.resent_in_doubt else "",
                 )
-                tally = await sender.run(drain=True)
-        except delivery.SenderBusy as exc:
-            log.info("outbox: %s; trying again later", exc)
-            return
-        if tally.done or tally.resent_in_doubt:
-            log.info(
-                "outbox: %s sent, %s deferred, %s failed%s",
-                tally.sent,
-                tally.deferred,
-                tally.failed,
-                f", {tally.resent_in_doubt} in doubt resent" if tally.resent_in_doubt else "",
-            )
+            if not self._again or self._stopping:
+                return

@@ -30,7 +30,7 @@ import uvloop
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from mailer import audiences, clock, issues, outbox, publications
+from mailer import clock, issues, outbox, publications
 from mailer.messages import DkimKey, MessageTemplate, Personal, dkim_sign, issue_key, message_id
 from mailer.outbox import Claimed, Outcome, Result
 from mailer.rendering import Renderer
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 LOCK_FILE = "sender.lock"
 MAX_PAUSE = 60.0
+REFUSALS_BEFORE_STOP = 25
+HEARTBEAT = 15.0  # seconds between refreshes of this sender's claims
+OUTAGE_LIMIT = 180.0  # seconds `mailer send` waits for an unreachable relay
 
 
 class SenderBusy(Exception):
@@ -143,7 +146,10 @@ class Sender:
         self._paused_until = 0.0
         self._pause = 0.0
         self._outage_logged = False
+        self._outage_since = 0.0
         self._results: list[Result] = []
+        self._refusals = 0
+        self._refusal = ""
         self._on_progress: Callable[[Tally], None] | None = None
         self.tally = Tally()
 
@@ -215,11 +221,19 @@ class Sender:
             await asyncio.gather(*deliverers, return_exceptions=True)
             recorder.cancel()
             await asyncio.gather(recorder, return_exceptions=True)
-            await self._flush()
-            await self._in_db(lambda s: outbox.release(s, self.worker))
-            await self._in_db(lambda s: _finish(s, issue_id))
-            await self.transport.close()
-            self._db.shutdown(wait=True)
+            try:
+                if await self._flush():
+                    # Every result is written: what is still claimed was never sent.
+                    await self._in_db(lambda s: outbox.release(s, self.worker))
+                    await self._in_db(lambda s: _finish(s, issue_id))
+                else:
+                    log.error(
+                        "results could not be recorded: their deliveries stay claimed and "
+                        "will be sent again, in doubt, by the next sender"
+                    )
+            finally:
+                await self.transport.close()
+                self._db.shutdown(wait=True)
         return self.tally
 
     def _recover(self, session: Session) -> int:
@@ -233,6 +247,13 @@ class Sender:
         while not self._stopping:
             wait = self._paused_until - time.monotonic()
             if wait > 0:
+                if drain and time.monotonic() - self._outage_since > OUTAGE_LIMIT:
+                    log.error(
+                        "the relay has not answered for %.0f s: stopping; what is left stays "
+                        "queued for `mailer worker` or the daemon",
+                        OUTAGE_LIMIT,
+                    )
+                    return
                 await asyncio.sleep(min(wait, 0.5))
                 continue
             claimed = await self._in_db(
@@ -243,7 +264,17 @@ class Sender:
                 for row in claimed:
                     if self._stopping:
                         break
-                    await queue.put(await self._job(row, date))
+                    try:
+                        job = await self._job(row, date)
+                    except Exception as exc:  # one bad row must not stop the send
+                        log.exception("delivery %s: the message cannot be made", row.delivery_id)
+                        self._results.append(
+                            Result(
+                                row.delivery_id, Outcome.ERROR, 0, f"cannot make the message: {exc}"
+                            )
+                        )
+                        continue
+                    await queue.put(job)
                 continue
             # Nothing claimable: let messages in flight finish and be recorded, then
             # either stop (all done) or wait for other senders, deferrals and claims.
@@ -283,22 +314,22 @@ class Sender:
             try:
                 if job is None:
                     return
-                # Await first: the recorder may swap the list while the message is out.
-                result = await self._deliver(job)
+                try:
+                    # Await first: the recorder may swap the list while the message is out.
+                    result = await self._deliver(job)
+                except Exception as exc:  # a fault of ours: try again later, keep going
+                    log.exception("delivery %s: unexpected error", job.claimed.delivery_id)
+                    result = Result(job.claimed.delivery_id, Outcome.DEFERRED, 0, f"error: {exc}")
                 self._results.append(result)
             finally:
                 queue.task_done()
 
     async def _deliver(self, job: _Job) -> Result:
+        # The firewall was checked for this message when it was claimed, from the database,
+        # moments ago in the same batch (outbox.claim).
         row = job.claimed
         if self._stopping or time.monotonic() < self._paused_until:
             return Result(row.delivery_id, Outcome.RELEASED)
-        # The firewall, once more, at the last moment before the message leaves.
-        try:
-            audiences.check_recipient(row.publication, row.organisation_kind)
-        except audiences.FirewallError as exc:
-            log.error("delivery %s refused at hand-over: %s", row.delivery_id, exc)
-            return Result(row.delivery_id, Outcome.FAILED, 0, f"refused by the firewall: {exc}")
         try:
             reply = await self.transport.send(job.sender, [row.email], job.data)
         except TransportError as exc:
@@ -308,7 +339,26 @@ class Sender:
             self._outage_logged = False
             self._pause = 0.0
             log.warning("the relay answers again: sending resumes")
-        return Result(row.delivery_id, outbox.classify(reply.code), reply.code, reply.message)
+        outcome = outbox.classify(reply.code)
+        self._watch_refusals(outcome, reply.message)
+        return Result(row.delivery_id, outcome, reply.code, reply.message)
+
+    def _watch_refusals(self, outcome: Outcome, message: str) -> None:
+        """Stop when the relay refuses every message the same way (a relay problem, not a
+        run of bad addresses): the rest stay queued for when it is fixed."""
+        if outcome is not Outcome.FAILED:
+            self._refusals = 0
+            return
+        self._refusals = self._refusals + 1 if message == self._refusal else 1
+        self._refusal = message
+        if self._refusals == REFUSALS_BEFORE_STOP:
+            log.error(
+                "the relay refused %s messages in a row with the same reply (%s): stopping; "
+                "check the relay, then send again",
+                REFUSALS_BEFORE_STOP,
+                message,
+            )
+            self.stop()
 
     def _relay_down(self, exc: TransportError) -> None:
         now = time.monotonic()
@@ -318,29 +368,44 @@ class Sender:
         self._paused_until = now + self._pause
         if not self._outage_logged:
             self._outage_logged = True
+            self._outage_since = now
             log.warning("%s; claimed messages released, trying again with back-off", exc)
 
     async def _recorder(self) -> None:
+        beat = time.monotonic()
         while True:
             await asyncio.sleep(0.25)
             await self._flush()
+            if time.monotonic() - beat > min(HEARTBEAT, self.settings.claim_timeout_seconds / 4):
+                beat = time.monotonic()
+                await self._in_db(lambda s: outbox.touch(s, self.worker))
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Write the results so far; on a database error keep them for the next try.
+
+        Returns whether everything is written.
+        """
         if not self._results:
-            return
+            return True
         taken, self._results = self._results, []
-        await self._in_db(lambda s: outbox.record(s, taken, self.settings))
+        try:
+            await self._in_db(lambda s: outbox.record(s, taken, self.settings, self.worker))
+        except Exception:
+            log.exception("recording %s results failed; trying again", len(taken))
+            self._results[:0] = taken
+            return False
         for result in taken:
             if result.outcome is Outcome.SENT:
                 self.tally.sent += 1
             elif result.outcome is Outcome.DEFERRED:
                 self.tally.deferred += 1
-            elif result.outcome is Outcome.FAILED:
+            elif result.outcome in (Outcome.FAILED, Outcome.ERROR):
                 self.tally.failed += 1
             else:
                 self.tally.released += 1
         if self._on_progress is not None:
             self._on_progress(self.tally)
+        return True
 
 
 def _finish(session: Session, issue_id: int | None) -> None:

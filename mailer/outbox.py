@@ -54,7 +54,8 @@ OPEN = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED, DeliveryStatus.DEFERRED)
 class Outcome(StrEnum):
     SENT = "sent"
     DEFERRED = "deferred"
-    FAILED = "failed"
+    FAILED = "failed"  # a permanent (5xx) reply: the address bounced and is suppressed
+    ERROR = "error"  # could not be sent for a reason of ours (not the address's): failed
     RELEASED = "released"
 
 
@@ -325,11 +326,15 @@ def _backoff(attempts: int, settings: DeliverySettings) -> timedelta:
     return timedelta(seconds=min(seconds, settings.retry_max_seconds))
 
 
-def record(session: Session, results: Sequence[Result], settings: DeliverySettings) -> None:
+def record(
+    session: Session, results: Sequence[Result], settings: DeliverySettings, worker: str
+) -> int:
     """Record replies: sent; deferred with back-off (failed past the deadline); failed with
-    a permanent bounce that suppresses the address; or released unsent. Commits."""
+    a permanent bounce that suppresses the address; failed for an error of ours; or
+    released unsent. Only rows ``worker`` still holds are written (a row recovered by
+    another sender meanwhile is theirs now). Commits; returns the rows written."""
     if not results:
-        return
+        return 0
     now = clock.now()
     table = Delivery.metadata.tables["deliveries"]
     by_id = {r.delivery_id: r for r in results}
@@ -337,10 +342,17 @@ def record(session: Session, results: Sequence[Result], settings: DeliverySettin
         row.id: row
         for row in session.execute(
             sa.select(table.c.id, table.c.attempts, table.c.created_at, table.c.contact_id).where(
-                table.c.id.in_(list(by_id))
+                table.c.id.in_(list(by_id)),
+                table.c.status == DeliveryStatus.CLAIMED,
+                table.c.claimed_by == worker,
             )
         )
     }
+    if len(state) < len(by_id):
+        log.warning(
+            "%s results came after their claims were taken over: not recorded",
+            len(by_id) - len(state),
+        )
     deadline = timedelta(hours=settings.retry_deadline_hours)
     updates: list[dict[str, object]] = []
     bounced: list[tuple[int, int, Result]] = []
@@ -362,6 +374,8 @@ def record(session: Session, results: Sequence[Result], settings: DeliverySettin
         elif result.outcome is Outcome.FAILED:
             values.update(status=DeliveryStatus.FAILED)
             bounced.append((delivery_id, row.contact_id, result))
+        elif result.outcome is Outcome.ERROR:
+            values.update(status=DeliveryStatus.FAILED)
         elif result.outcome is Outcome.DEFERRED:
             if now - row.created_at >= deadline:
                 values.update(
@@ -378,9 +392,16 @@ def record(session: Session, results: Sequence[Result], settings: DeliverySettin
         else:  # released unsent: the attempt does not count
             values.update(attempts=max(0, row.attempts - 1), last_code=None, last_reply=None)
         updates.append(values)
+    if not updates:
+        session.commit()
+        return 0
     session.execute(
         table.update()
-        .where(table.c.id == sa.bindparam("b_id"))
+        .where(
+            table.c.id == sa.bindparam("b_id"),
+            table.c.status == DeliveryStatus.CLAIMED,
+            table.c.claimed_by == worker,
+        )
         .values(
             status=sa.bindparam("status"),
             attempts=sa.bindparam("attempts"),
@@ -396,6 +417,19 @@ def record(session: Session, results: Sequence[Result], settings: DeliverySettin
     for delivery_id, contact_id, result in bounced:
         _permanent_bounce(session, delivery_id, contact_id, result, now)
     session.commit()
+    return len(updates)
+
+
+def touch(session: Session, worker: str) -> int:
+    """Refresh the claims ``worker`` holds, so nobody takes them for abandoned. Commits."""
+    result = session.execute(
+        sa.update(Delivery)
+        .where(col(Delivery.status) == DeliveryStatus.CLAIMED, col(Delivery.claimed_by) == worker)
+        .values(claimed_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return _rowcount(result)
 
 
 def _permanent_bounce(

@@ -159,18 +159,50 @@ class SmtpTransport:
         limit = self._domains.setdefault(domain, asyncio.Semaphore(self.per_domain))
         async with limit, self._slots:
             await self._bucket.take()
-            connection = self._idle.pop() if self._idle else await self._open()
-            reply, usable = await connection.deliver(sender, recipients, message, self.timeout)
-            if usable and connection.sent < self.messages_per_connection:
-                self._idle.append(connection)
-            else:
-                await connection.quit()
-            return reply
+            for attempt in range(2):
+                reused = bool(self._idle)
+                connection = self._idle.pop() if reused else await self._open()
+                try:
+                    reply, usable = await connection.deliver(
+                        sender, recipients, message, self.timeout
+                    )
+                except _Stale:
+                    # The relay closed an idle connection: nothing was sent, so try a
+                    # fresh one once.
+                    connection.client.close()
+                    if reused and attempt == 0:
+                        continue
+                    return Reply(0, "connection lost before the message was sent")
+                except _SenderRefused as exc:
+                    await connection.quit()
+                    raise TransportError(
+                        f"{self.host}:{self.port} refuses our sender address: "
+                        f"{exc.code} {exc.message}"
+                    ) from None
+                if usable and connection.sent < self.messages_per_connection:
+                    self._idle.append(connection)
+                else:
+                    await connection.quit()
+                return reply
+            raise AssertionError("unreachable")
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.quit()
+
+
+class _Stale(Exception):
+    """The connection was gone before anything of the message was sent."""
+
+
+class _SenderRefused(Exception):
+    """The relay refuses MAIL FROM: a problem with us or the relay, not the recipient."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class _Connection:
@@ -187,6 +219,13 @@ class _Connection:
         client = self.client
         try:
             await client.mail(sender)
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421 or not client.is_connected:
+                raise _Stale() from None
+            raise _SenderRefused(exc.code, exc.message) from None
+        except (aiosmtplib.SMTPServerDisconnected, OSError):
+            raise _Stale() from None
+        try:
             for recipient in recipients:
                 await client.rcpt(recipient)
             start = await client.execute_command(b"DATA")

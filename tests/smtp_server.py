@@ -1,7 +1,8 @@
 """A real SMTP server for tests (aiosmtpd on 127.0.0.1) that can be told to misbehave.
 
 Faults are chosen per recipient: an SMTP reply code for RCPT or DATA (421, 451, 452, 550,
-554, ...), or dropping the connection in the middle of DATA.
+554, ...), or dropping the connection in the middle of DATA (after the first bytes of
+the message, before its end); or for every message: a reply to MAIL FROM.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class RecordingHandler:
     rcpt_faults: dict[str, int] = field(default_factory=dict)
     data_faults: dict[str, int] = field(default_factory=dict)
     drop_during_data: set[str] = field(default_factory=set)
+    mail_fault: int | None = None
     delay: float = 0.0
     sessions: int = 0
     in_flight: Counter[str] = field(default_factory=Counter)
@@ -58,6 +60,15 @@ class RecordingHandler:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.mail_fault is not None:
+            return f"{self.mail_fault} 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
@@ -70,10 +81,6 @@ class RecordingHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         recipients = [r.lower() for r in envelope.rcpt_tos]
         for recipient in recipients:
-            if recipient in self.drop_during_data:
-                assert server.transport is not None
-                server.transport.close()
-                return "421 closing"
             code = self.data_faults.get(recipient)
             if code is not None:
                 return REPLIES.get(code, f"{code} fault injected")
@@ -92,6 +99,27 @@ class RecordingHandler:
         return "250 2.0.0 Message accepted"
 
 
+class _DroppingSMTP(SMTP):
+    """Closes the connection in the middle of DATA for the handler's chosen recipients."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        handler = self.event_handler
+        assert self.envelope is not None
+        chosen = {r.lower() for r in self.envelope.rcpt_tos} & handler.drop_during_data
+        if not chosen:
+            await super().smtp_DATA(arg)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self._reader.read(512)  # some of the message, never its end
+        assert self.transport is not None
+        self.transport.close()
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _DroppingSMTP(self.handler, **self.SMTP_kwargs)
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (aiosmtpd cannot bind port 0 itself)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -105,7 +133,7 @@ def running(
 ) -> Iterator[tuple[Controller, RecordingHandler]]:
     """Start a server on 127.0.0.1 and stop it afterwards."""
     handler = handler or RecordingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller = _Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         yield controller, handler

@@ -17,6 +17,7 @@ from mailer.calendar import CalendarError
 from mailer.models import IssueStatus, Publication, SlotStatus
 from mailer.settings import BulletinCadence, NewsletterCadence, Settings
 from tests.outbox_fixtures import approved
+from tests.rendering_fixtures import DATA
 
 LONDON = ZoneInfo("Europe/London")
 YEARS = st.integers(min_value=2026, max_value=2035)
@@ -220,3 +221,27 @@ def test_a_slot_moved_into_another_year_does_not_stop_that_year_being_planned(
             )
             == 22
         )
+
+
+def test_approving_an_issue_with_a_time_but_no_slot_gives_it_one(session: Session) -> None:
+    # The demo newsletter has a time but the calendar has no newsletter slots yet.
+    with clock.frozen(datetime(2026, 12, 1, tzinfo=UTC)):
+        issue = issues.import_file(session, DATA / "newsletter.md")  # 18 March 2027, 2027/03
+        slot = calendar.slot_for_issue(session, issue, SETTINGS)
+        assert slot is not None
+        assert (slot.number, slot.send_at, slot.origin) == ("2027/03", issue.slot_at, "issue")
+        assert calendar.slot_for_issue(session, issue, SETTINGS) is slot
+        # A bulletin follows its rhythm slot's time, not its own.
+        bulletin = issues.import_file(session, DATA / "bulletin.md")
+        bulletin.slot_at = _at("2027-03-04T12:00")
+        rhythm = calendar.slot_for_issue(session, bulletin, SETTINGS)
+        assert rhythm is not None
+        assert bulletin.slot_at == rhythm.send_at == _at("2027-03-04T09:30")
+
+
+def test_a_slot_just_past_when_first_planned_still_goes_out_within_grace(
+    session: Session,
+) -> None:
+    with clock.frozen(_at("2027-01-07T10:00")):  # half an hour after the first bulletin's slot
+        views = calendar.year_view(session, 2027, SETTINGS)
+    assert views[0].status == "planned"

@@ -20,12 +20,12 @@ def test_compose_preview_lint_test_and_approve(project: Path, tmp_path: Path) ->
     _ready(project)
     skeleton = run("issue", "new", "bulletin", "--slot", "2027-03-04T09:30")
     assert skeleton.exit_code == 0, skeleton.output
-    assert "number: 2027/01" in skeleton.output
+    assert "number: 2027/05" in skeleton.output  # the rhythm's slot at that time
     draft = tmp_path / "draft.md"
     draft.write_text(skeleton.output, encoding="utf-8")
     created = run("issue", "import", str(draft))
     assert created.exit_code == 0, created.output
-    assert "Created issue 1: bulletin 2027/01, 2 sections, draft" in created.output
+    assert "Created issue 1: bulletin 2027/05, 2 sections, draft" in created.output
     added = run(
         "events",
         "add",

@@ -30,6 +30,12 @@ def _daemon(engine: Engine, tmp_path: Path, transport: object) -> Daemon:
     return Daemon(config, engine, transport=lambda: transport)  # type: ignore[return-value,arg-type]
 
 
+async def _tick(daemon: Daemon) -> None:
+    """One look at the calendar, and the send it started (if any) seen through."""
+    await daemon.tick()
+    await daemon.settle()
+
+
 def _slot(session: Session, number: str = "2027/05") -> Slot:
     session.expire_all()
     return session.exec(select(Slot).where(col(Slot.number) == number)).one()
@@ -51,12 +57,12 @@ def test_an_approved_issue_is_sent_at_its_slot_once(
     transport = CaptureTransport(tmp_path / "mail", engine)
     daemon = _daemon(engine, tmp_path, transport)
     with clock.frozen(datetime(2027, 3, 4, 9, 0, tzinfo=UTC)) as frozen:
-        asyncio.run(daemon.tick())  # plans the year; nothing is due yet
+        asyncio.run(_tick(daemon))  # plans the year; nothing is due yet
         assert _slot(session).status is SlotStatus.PLANNED
         frozen.set(SLOT)
-        asyncio.run(daemon.tick())
+        asyncio.run(_tick(daemon))
         frozen.advance(timedelta(minutes=1))
-        asyncio.run(daemon.tick())
+        asyncio.run(_tick(daemon))
     session.refresh(issue)
     assert issue.status is IssueStatus.SENT
     assert _slot(session).status is SlotStatus.DISPATCHED
@@ -74,10 +80,10 @@ def test_a_draft_at_its_slot_is_never_sent_and_staff_are_alerted(
     with running() as (controller, handler):
         daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
         with clock.frozen(datetime(2027, 3, 1, tzinfo=UTC)) as frozen:
-            asyncio.run(daemon.tick())
+            asyncio.run(_tick(daemon))
             frozen.set(SLOT)
-            asyncio.run(daemon.tick())
-            asyncio.run(daemon.tick())
+            asyncio.run(_tick(daemon))
+            asyncio.run(_tick(daemon))
     session.refresh(issue)
     assert issue.status is IssueStatus.DRAFT
     assert _slot(session).status is SlotStatus.MISSED
@@ -95,14 +101,14 @@ def test_reminders_come_at_the_deadline_and_on_the_morning(
     with running() as (controller, handler):
         daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
         with clock.frozen(datetime(2027, 3, 1, tzinfo=UTC)) as frozen:
-            asyncio.run(daemon.tick())
+            asyncio.run(_tick(daemon))
             assert _alerts(handler) == []
             frozen.set(datetime(2027, 3, 2, 17, 1, tzinfo=UTC))  # deadline: Tue 17:00
-            asyncio.run(daemon.tick())
-            asyncio.run(daemon.tick())
+            asyncio.run(_tick(daemon))
+            asyncio.run(_tick(daemon))
             frozen.set(datetime(2027, 3, 4, 8, 5, tzinfo=UTC))  # the morning of the slot
-            asyncio.run(daemon.tick())
-            asyncio.run(daemon.tick())
+            asyncio.run(_tick(daemon))
+            asyncio.run(_tick(daemon))
     assert _alerts(handler) == [
         "Deadline passed: Bulletin 2027/05",
         "Today: Bulletin 2027/05 is not approved",
@@ -125,9 +131,9 @@ def test_after_downtime_it_sends_within_grace_and_misses_after(
     with running() as (controller, handler):
         daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
         with clock.frozen(datetime(2027, 3, 3, tzinfo=UTC)) as frozen:
-            asyncio.run(daemon.tick())
+            asyncio.run(_tick(daemon))
             frozen.set(restart)
-            asyncio.run(daemon.tick())
+            asyncio.run(_tick(daemon))
     session.refresh(issue)
     readers = [m for m in handler.messages if m.recipients != ["comms@lepnetwork.example"]]
     if sent:
@@ -154,3 +160,54 @@ def test_a_slot_decided_once_is_not_decided_again(engine: Engine, session: Sessi
     assert (first.decision, second.decision) == (calendar.Decision.SENT, calendar.Decision.NOTHING)
     session.refresh(issue)
     assert issue.status is IssueStatus.SENDING
+
+
+def test_a_reminder_the_relay_refuses_is_sent_again_on_the_next_tick(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    people(session, 1)
+    issues.import_file(session, DATA / "bulletin.md")
+    session.commit()
+    handler = RecordingHandler(rcpt_faults={"comms@lepnetwork.example": 451})
+    with running(handler) as (controller, _):
+        daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
+        with clock.frozen(datetime(2027, 3, 1, tzinfo=UTC)) as frozen:
+            asyncio.run(_tick(daemon))
+            frozen.set(datetime(2027, 3, 2, 17, 1, tzinfo=UTC))
+            asyncio.run(_tick(daemon))
+            assert _alerts(handler) == []
+            assert _slot(session).deadline_reminded_at is None  # not marked: it failed
+            handler.rcpt_faults.clear()
+            asyncio.run(_tick(daemon))
+    assert _alerts(handler) == ["Deadline passed: Bulletin 2027/05"]
+
+
+def test_stopping_the_daemon_stops_a_send_under_way(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    people(session, 60)
+    issue = approved(session)
+    with running(RecordingHandler(delay=0.05)) as (controller, handler):
+        daemon = _daemon(
+            engine, tmp_path, SmtpTransport("127.0.0.1", controller.port, connections=1)
+        )
+
+        async def run_then_stop() -> float:
+            stop = asyncio.Event()
+            running_daemon = asyncio.create_task(daemon.run(stop))
+            while not handler.messages:
+                await asyncio.sleep(0.05)
+            asked = asyncio.get_running_loop().time()
+            stop.set()
+            await running_daemon
+            return asyncio.get_running_loop().time() - asked
+
+        with clock.frozen(SLOT + timedelta(seconds=30)):
+            with Session(engine) as other:
+                calendar.ensure_year(other, 2027, Settings())
+                other.commit()
+            took = asyncio.run(run_then_stop())
+    assert took < 5
+    assert 0 < len(handler.messages) < 60
+    session.refresh(issue)
+    assert issue.status is IssueStatus.SENDING  # the rest waits, queued, for the next run

@@ -7,11 +7,13 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -26,7 +28,7 @@ from mailer.models import (
 )
 from mailer.settings import Config
 from mailer.tokens import TokenSigner
-from mailer.transports import CaptureTransport, SmtpTransport
+from mailer.transports import CaptureTransport, Reply, SmtpTransport
 from tests.outbox_fixtures import approved, config_for, people, start
 from tests.smtp_server import RecordingHandler, free_port, running
 
@@ -252,3 +254,178 @@ def test_on_sqlite_a_second_sender_is_told_clearly(engine: Engine, tmp_path: Pat
         delivery.single_sender(engine, tmp_path),
     ):
         pass
+
+
+def test_a_relay_refusing_our_sender_suppresses_nobody(
+    engine: Engine, session: Session, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A relay answering 530 to MAIL FROM (say, authentication required) is our problem,
+    # not the readers': nobody is suppressed, nothing is lost.
+    people(session, 10)
+    issue = approved(session)
+    start(session, issue)
+    config = config_for(engine.url.render_as_string(hide_password=False), tmp_path)
+    caplog.set_level(logging.WARNING)
+    with running(RecordingHandler(mail_fault=530)) as (controller, handler):
+        sender = delivery.Sender(
+            engine, config, _smtp(controller.port, connections=2), signer=SIGNER
+        )
+
+        async def briefly() -> delivery.Tally:
+            asyncio.get_running_loop().call_later(2.0, sender.stop)
+            return await sender.run(issue_id=issue.id)
+
+        tally = asyncio.run(briefly())
+    assert handler.messages == []
+    assert (tally.sent, tally.failed) == (0, 0)
+    assert (
+        session.exec(select(Contact).where(col(Contact.status) != ContactStatus.ACTIVE)).all() == []
+    )
+    assert set(_by_status(session).values()) == {DeliveryStatus.QUEUED}
+    refusals = [r for r in caplog.records if "refuses our sender address" in r.getMessage()]
+    assert len(refusals) == 1
+
+
+def test_a_failed_record_is_retried_and_nothing_is_sent_twice(
+    engine: Engine, session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database refuses the first write of results (a lock, a failover): the results are
+    # kept and written on the next try; no delivery is released and sent again.
+    people(session, 8)
+    issue = approved(session)
+    start(session, issue)
+    config = config_for(engine.url.render_as_string(hide_password=False), tmp_path)
+    real = outbox.record
+    failures = iter([True])
+
+    def flaky(*args: object, **kwargs: object) -> int:
+        if next(failures, False):
+            raise sa.exc.OperationalError("UPDATE deliveries", {}, Exception("database is locked"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox, "record", flaky)
+    with running() as (controller, handler):
+        tally = _send(engine, config, _smtp(controller.port), issue_id=issue.id)
+    received = Counter(r for m in handler.messages for r in m.recipients)
+    assert len(received) == 8
+    assert set(received.values()) == {1}
+    assert tally.sent == 8
+    assert set(_by_status(session).values()) == {DeliveryStatus.SENT}
+
+
+def test_an_unexpected_error_defers_that_message_and_the_send_goes_on(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    people(session, 6)
+    issue = approved(session)
+    start(session, issue)
+    config = config_for(engine.url.render_as_string(hide_password=False), tmp_path)
+
+    class Faulty:
+        concurrency = 2
+        calls = 0
+
+        async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> Reply:
+            Faulty.calls += 1
+            raise RuntimeError("a bug in a transport")
+
+        async def close(self) -> None:
+            return None
+
+    tally = asyncio.run(
+        asyncio.wait_for(
+            delivery.Sender(engine, config, Faulty(), signer=SIGNER).run(issue_id=issue.id),
+            20,
+        )
+    )
+    assert tally.deferred == 6
+    assert set(_by_status(session).values()) == {DeliveryStatus.DEFERRED}
+    assert (
+        session.exec(select(Contact).where(col(Contact.status) != ContactStatus.ACTIVE)).all() == []
+    )
+
+
+def test_a_connection_closed_while_idle_is_replaced_without_losing_the_message(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    people(session, 2)
+    issue = approved(session)
+    handler = RecordingHandler()
+    from tests.smtp_server import _Controller
+    from tests.smtp_server import free_port as port_for
+
+    controller = _Controller(handler, hostname="127.0.0.1", port=port_for(), timeout=1)
+    controller.start()
+    try:
+        transport = _smtp(controller.port, connections=1)
+
+        async def two_apart() -> list[int]:
+            codes = []
+            for number in range(2):
+                reply = await transport.send(
+                    "bounces@lepnetwork.example",
+                    [f"r{number}@lep1.example"],
+                    b"Subject: x\r\n\r\nhello\r\n",
+                )
+                codes.append(reply.code)
+                await asyncio.sleep(2)  # the server drops the idle connection after 1 s
+            await transport.close()
+            return codes
+
+        codes = asyncio.run(two_apart())
+    finally:
+        controller.stop()
+    assert codes == [250, 250]
+    assert len(handler.messages) == 2
+    assert issue.id is not None
+
+
+def test_an_address_that_needs_smtputf8_is_refused_at_import(
+    session: Session, tmp_path: Path
+) -> None:
+    from mailer.importer import import_contacts
+    from tests.helpers import write_csv
+
+    people(session, 0)
+    report = import_contacts(
+        session,
+        write_csv(
+            tmp_path / "c.csv", "email,name,organisation,role\njosé@d2n2.example,José,D2N2,chair\n"
+        ),
+    )
+    assert report.added == 0
+    assert "Internationalized characters before the @-sign" in report.rejected[0].reason
+
+
+def test_two_slow_senders_never_take_each_others_live_claims(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    # Short claim timeout, slow sending: the heartbeat keeps live claims from being taken.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("several senders share an outbox on PostgreSQL")
+    people(session, 24)
+    issue = approved(session)
+    start(session, issue)
+    config = config_for(engine.url.render_as_string(hide_password=False), tmp_path)
+    slow = config.settings.delivery.model_copy(
+        update={"claim_timeout_seconds": 10, "batch_size": 6}
+    )
+    config = type(config)(
+        **{**config.__dict__, "settings": config.settings.model_copy(update={"delivery": slow})}
+    )
+    with running() as (controller, handler):
+
+        async def both() -> None:
+            senders = [
+                delivery.Sender(
+                    engine, config, _smtp(controller.port, connections=1, rate=1.5), signer=SIGNER
+                )
+                for _ in range(2)
+            ]
+            await asyncio.gather(*(s.run(issue_id=issue.id) for s in senders))
+
+        asyncio.run(both())
+    received = Counter(r for m in handler.messages for r in m.recipients)
+    assert len(received) == 24
+    assert set(received.values()) == {1}
+    assert outbox.report(session, issue.id or 0).in_doubt == 0

@@ -81,6 +81,7 @@ def test_claims_take_due_rows_in_order_and_are_recorded(session: Session) -> Non
             Result(first[2].delivery_id, Outcome.FAILED, 550, "5.1.1 no such user"),
         ],
         SETTINGS,
+        "w1",
     )
     rows = {d.id: d for d in session.exec(select(Delivery))}
     sent, deferred, failed = (rows[c.delivery_id] for c in first)
@@ -101,7 +102,10 @@ def test_a_permanent_failure_suppresses_the_address_at_once(session: Session) ->
     start(session, issue)
     claimed = outbox.claim(session, "w", batch=10)
     outbox.record(
-        session, [Result(claimed[0].delivery_id, Outcome.FAILED, 550, "5.1.1 unknown")], SETTINGS
+        session,
+        [Result(claimed[0].delivery_id, Outcome.FAILED, 550, "5.1.1 unknown")],
+        SETTINGS,
+        "w",
     )
     session.expire_all()
     bounced = session.get(Contact, readers[0].id)
@@ -125,7 +129,10 @@ def test_deferrals_back_off_and_give_up_after_the_deadline(session: Session) -> 
             claimed = outbox.claim(session, "w", batch=1)
             assert len(claimed) == 1
             outbox.record(
-                session, [Result(claimed[0].delivery_id, Outcome.DEFERRED, 452, "full")], SETTINGS
+                session,
+                [Result(claimed[0].delivery_id, Outcome.DEFERRED, 452, "full")],
+                SETTINGS,
+                "w",
             )
             row = session.exec(select(Delivery)).one()
             session.refresh(row)
@@ -142,7 +149,7 @@ def test_deferrals_back_off_and_give_up_after_the_deadline(session: Session) -> 
         frozen.set(base + timedelta(hours=73))
         claimed = outbox.claim(session, "w", batch=1)
         outbox.record(
-            session, [Result(claimed[0].delivery_id, Outcome.DEFERRED, 452, "full")], SETTINGS
+            session, [Result(claimed[0].delivery_id, Outcome.DEFERRED, 452, "full")], SETTINGS, "w"
         )
     row = session.exec(select(Delivery)).one()
     session.refresh(row)
@@ -242,6 +249,7 @@ def test_an_issue_is_sent_when_nothing_is_left_and_the_report_adds_up(session: S
             Result(claimed[2].delivery_id, Outcome.DEFERRED, 421, "busy"),
         ],
         SETTINGS,
+        "w",
     )
     assert issue.id is not None
     assert not outbox.finish_if_done(session, issue.id)
@@ -274,3 +282,46 @@ def test_an_issue_is_sent_when_nothing_is_left_and_the_report_adds_up(session: S
 )
 def test_replies_are_classified(code: int, outcome: Outcome) -> None:
     assert outbox.classify(code) is outcome
+
+
+def test_a_result_for_a_claim_taken_over_is_not_written(session: Session) -> None:
+    # A slow sender's claim was recovered and re-claimed by another: its late result must
+    # not overwrite the row the other sender now holds.
+    people(session, 1)
+    start(session, approved(session))
+    [slow] = outbox.claim(session, "slow", batch=1)
+    with clock.frozen(clock.now() + timedelta(minutes=10)):
+        assert outbox.recover(session, claim_timeout=timedelta(minutes=5)) == 1
+        [fast] = outbox.claim(session, "fast", batch=1)
+    assert fast.delivery_id == slow.delivery_id
+    written = outbox.record(session, [Result(slow.delivery_id, Outcome.RELEASED)], SETTINGS, "slow")
+    assert written == 0
+    row = session.exec(select(Delivery)).one()
+    session.refresh(row)
+    assert (row.status, row.claimed_by, row.in_doubt) == (DeliveryStatus.CLAIMED, "fast", True)
+
+
+def test_a_live_sender_refreshes_its_claims_so_they_are_not_recovered(session: Session) -> None:
+    people(session, 2)
+    start(session, approved(session))
+    outbox.claim(session, "busy", batch=2)
+    later = clock.now() + timedelta(minutes=4)
+    with clock.frozen(later):
+        assert outbox.touch(session, "busy") == 2
+    with clock.frozen(later + timedelta(minutes=4)):
+        assert outbox.recover(session, claim_timeout=timedelta(minutes=5)) == 0
+
+
+def test_an_error_of_ours_fails_the_delivery_without_suppressing_the_address(
+    session: Session,
+) -> None:
+    readers = people(session, 1)
+    start(session, approved(session))
+    [row] = outbox.claim(session, "w", batch=1)
+    outbox.record(
+        session, [Result(row.delivery_id, Outcome.ERROR, 0, "cannot build")], SETTINGS, "w"
+    )
+    session.expire_all()
+    contact = session.get(Contact, readers[0].id)
+    assert contact is not None and contact.status is ContactStatus.ACTIVE
+    assert session.exec(select(BounceEvent)).first() is None

@@ -62,12 +62,18 @@ def new_command(
     Example: mailer issue new bulletin > bulletin.md
     """
     slot_at = issuefile.parse_slot(slot, "--slot") if slot else None
-    with state(ctx).session() as session:
-        planned = None if slot_at else calendar.next_open_slot(session, publication, clock.now())
+    current = state(ctx)
+    with current.session() as session:
+        year = (slot_at or clock.now()).astimezone(issuefile.LONDON).year
+        calendar.ensure_year(session, year, current.config.settings)
+        planned = (
+            calendar.slot_at(session, publication, slot_at)
+            if slot_at
+            else calendar.next_open_slot(session, publication, clock.now())
+        )
         if planned is not None:
             number, slot_at = planned.number, planned.send_at
         else:
-            year = (slot_at or clock.now()).astimezone(issuefile.LONDON).year
             number = issues.next_number(session, publication, year)
     sys.stdout.write(issuefile.skeleton(publication, number, slot_at))
 
@@ -223,22 +229,27 @@ def approve_command(
     Example: mailer issue approve 3 --by editor@lepnetwork.example
     """
     current = state(ctx)
-    issue = _load(current, issue_id)
-    if issue.status is not IssueStatus.DRAFT:
-        fail(f"issue {issue_id} is {issue.status}: only a draft can be approved")
-    rendered, _ = _rendered(current, issue)
-    findings = _findings(current, issue, rendered)
-    blocking = lint.errors(findings)
-    if blocking:
-        _print_findings(findings)
-        fail(f"issue {issue_id} has {len(blocking)} lint errors: fix them, then approve", 1)
     with current.session() as session:
-        approved = issues.approve(
-            session, issues.get(session, issue_id), rendered, approver=approver
-        )
-    _print_findings(findings)
+        issue = issues.get(session, issue_id)
+        if issue.status is not IssueStatus.DRAFT:
+            fail(f"issue {issue_id} is {issue.status}: only a draft can be approved")
+        # The calendar slot it goes out at (from its own time if the calendar has none).
+        slot = calendar.slot_for_issue(session, issue, current.config.settings)
+        definition = publications.load(current.config.lists_dir, issue.publication)
+        rendered = issues.rendering(session, issue, _renderer(current), definition)
+        findings = lint.lint(issues.content(session, issue), rendered)
+        blocking = lint.errors(findings)
+        _print_findings(findings)
+        if blocking:
+            fail(f"issue {issue_id} has {len(blocking)} lint errors: fix them, then approve", 1)
+        approved = issues.approve(session, issue, rendered, approver=approver)
+    when = (
+        f"goes out {issues.slot_label(slot.send_at)} (slot {slot.id})"
+        if slot is not None
+        else "no slot: send it with `mailer send`"
+    )
     console.print(
-        f"Approved issue {approved.id} ({approved.publication} {approved.number}): frozen."
+        f"Approved issue {approved.id} ({approved.publication} {approved.number}): frozen; {when}."
     )
 
 

@@ -8,6 +8,7 @@ import sys
 from typing import Annotated
 
 import typer
+import uvloop
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -121,7 +122,7 @@ def send_command(
                 rate=tally.rate,
             )
 
-        tally = asyncio.run(_run(sender, issue_id=issue_id, drain=True, on_progress=show))
+        tally = uvloop.run(_run(sender, issue_id=issue_id, drain=True, on_progress=show))
     _summary(current, issue_id, tally)
 
 
@@ -160,7 +161,7 @@ def worker_command(
     sender = _sender(current)
     with delivery.single_sender(current.engine, current.config.var_dir):
         err.print(f"Worker {sender.worker} started (Ctrl-C to stop)")
-        tally = asyncio.run(_run(sender, drain=once, poll=poll))
+        tally = uvloop.run(_run(sender, drain=once, poll=poll))
     console.print(
         f"Worker stopped: {tally.sent:,} sent, {tally.deferred:,} deferred, {tally.failed:,} failed"
     )
