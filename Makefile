@@ -38,7 +38,7 @@ run: $(VENV)/.run-deps
 	$(BIN)/mailer audience show newsletter
 	$(BIN)/mailer issue list
 	$(BIN)/mailer issue preview 1
-	$(BIN)/mailer calendar --year 2027
+	$(BIN)/mailer calendar --year $$(($$(date +%Y) + 1))
 	@echo
 	@echo "The demo database is ready (var/mailer.db); in another terminal try:"
 	@echo "  $(BIN)/mailer issue show 1             # the demo bulletin, with lint results"
