@@ -66,7 +66,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Deleted rows are overwritten with zeros, not left in free pages: an erased address
+    # must not survive in the file (Debian's SQLite is built this way; others may not be).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def flush_wal(session: Session) -> bool:
+    """SQLite: copy the write-ahead log into the database file and empty it.
+
+    Old page images (an erased row as it was) live on in the log until then. Returns
+    whether it completed (a long reader elsewhere can hold it back); other databases: True.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return True
+    busy, _, _ = session.execute(sa.text("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+    session.commit()
+    return not busy
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE, DELETE or INSERT statement touched."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def create_engine(url: str, *, echo: bool = False) -> Engine:

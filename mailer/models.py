@@ -172,6 +172,9 @@ class Contact(SQLModel, table=True):
         sa_type=UTCDateTime,
         nullable=True,
     )
+    bounce_score: float = Field(default=0.0)
+    bounce_scored_on: date | None = Field(default=None)
+    last_bounce_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -384,6 +387,7 @@ class BounceEvent(SQLModel, table=True):
     source: str = Field(max_length=20)
     code: int | None = None
     diagnostic: str = Field(default="", max_length=1000)
+    raw: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = _timestamp()
 
 
@@ -462,3 +466,31 @@ class Signup(SQLModel, table=True):
     confirmation_sent: bool = Field(default=False)
     confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _timestamp()
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did what, when: staff actions and every change to the lists."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _timestamp(index=True)
+    actor: str = Field(max_length=320, index=True)
+    action: str = Field(max_length=60, index=True)
+    target: str = Field(default="", max_length=320)
+    detail: str = Field(default="", max_length=2000)
+
+
+class DeliveryCount(SQLModel, table=True):
+    """Deliveries reduced to counts (after the retention period, or an erasure)."""
+
+    __tablename__ = "delivery_counts"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issues.id")
+    status: DeliveryStatus = Field(
+        sa_type=enum_type(DeliveryStatus, "delivery_status"),
+        nullable=False,
+    )
+    count: int = Field(default=0)

@@ -26,6 +26,7 @@ DATABASE_URL_ENV = "MAILER_DATABASE_URL"
 SECRET_KEY_ENV = "MAILER_SECRET_KEY"  # noqa: S105 (a variable name, not a secret)
 SMTP_PASSWORD_ENV = "MAILER_SMTP_PASSWORD"  # noqa: S105
 DKIM_KEY_ENV = "MAILER_DKIM_PRIVATE_KEY"
+IMAP_PASSWORD_ENV = "MAILER_IMAP_PASSWORD"  # noqa: S105
 DKIM_KEY_FILE_ENV = "MAILER_DKIM_KEY_FILE"
 
 
@@ -324,6 +325,50 @@ class PublicationsSettings(_Section):
     )
 
 
+class BounceSettings(_Section):
+    """Bounces and complaints: where they arrive, and the policy that acts on them."""
+
+    receive: Literal["none", "smtp", "imap"] = Field(
+        "none",
+        description=(
+            "What the daemon runs: 'smtp' the bounce endpoint below, 'imap' a fetch of the "
+            "mailbox below every fetch_minutes, 'none' neither (run the commands by hand)."
+        ),
+    )
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="Address the bounce endpoint listens on."
+    )
+    port: int = Field(2525, ge=1, le=65535, description="Port the bounce endpoint listens on.")
+    imap_host: str = Field("", description="IMAP server of a mailbox that receives bounces.")
+    imap_port: int = Field(
+        993, ge=1, le=65535, description="IMAP port (993 with TLS, 143 without)."
+    )
+    imap_tls: bool = Field(True, description="Connect to the IMAP server over TLS.")
+    imap_username: str = Field("", description="IMAP login; the password is MAILER_IMAP_PASSWORD.")
+    imap_folder: str = Field("INBOX", min_length=1, description="Folder to read bounces from.")
+    fetch_minutes: float = Field(10.0, gt=0, description="Minutes between two IMAP fetches.")
+    temporary_score: float = Field(0.5, ge=0, description="Score a temporary failure adds.")
+    threshold: float = Field(
+        5.0, gt=0, description="Score at which a contact is disabled and staff are told."
+    )
+    stale_days: float = Field(
+        7.0, gt=0, description="Days without a bounce after which a score starts again at 0."
+    )
+    keep_raw_days: float = Field(
+        30.0, ge=0, description="Days the raw bounce or complaint report is kept."
+    )
+
+
+class PrivacySettings(_Section):
+    """Data protection duties."""
+
+    retention_days: float = Field(
+        730.0,
+        gt=0,
+        description="Days after which delivery details (who got what) are reduced to counts.",
+    )
+
+
 class DkimSettings(_Section):
     """DKIM signing; the private key comes from the environment."""
 
@@ -368,6 +413,10 @@ class Settings(_Section):
         default_factory=SignupSettings, description="The public newsletter sign-up."
     )
     staff: StaffSettings = Field(default_factory=StaffSettings, description="Staff accounts.")
+    bounces: BounceSettings = Field(
+        default_factory=BounceSettings, description="Bounces and complaints."
+    )
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="Privacy.")
     calendar: CalendarSettings = Field(
         default_factory=CalendarSettings, description="The editorial calendar and daemon."
     )
@@ -388,6 +437,7 @@ class Secrets:
     secret_key: str | None
     smtp_password: str | None
     dkim_private_key: bytes | None = None
+    imap_password: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Secrets:
@@ -407,6 +457,7 @@ class Secrets:
             secret_key=environ.get(SECRET_KEY_ENV) or None,
             smtp_password=environ.get(SMTP_PASSWORD_ENV) or None,
             dkim_private_key=dkim_key,
+            imap_password=environ.get(IMAP_PASSWORD_ENV) or None,
         )
 
 
