@@ -1,4 +1,4 @@
-"""The daemon: APScheduler jobs that send issues at their slots, remind staff, retry, resume.
+"""The daemon: APScheduler jobs that send issues at their slots, remind, retry, take bounces.
 
 One daemon leads (a PostgreSQL advisory lock, or a lock file beside a SQLite database);
 others wait and take over when it stops. Jobs live in the project database, so they
@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import imaplib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, timedelta
+from datetime import UTC, date, timedelta
 from email.message import EmailMessage
 from functools import partial
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from aiosmtpd.controller import Controller
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -26,10 +28,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
-from mailer import calendar, clock, delivery, messages, subscriptions, tokens
+from mailer import bounces, calendar, clock, delivery, messages, privacy, subscriptions, tokens
 from mailer.calendar import Decision
 from mailer.models import Slot
-from mailer.notices import Notices
+from mailer.notices import Notices, tell_disabled
 from mailer.settings import Config
 from mailer.transports import Transport, TransportError, from_config
 
@@ -61,6 +63,10 @@ async def outbox_job() -> None:
     await _current().drain_outbox()
 
 
+async def bounce_fetch_job() -> None:
+    await _current().fetch_bounces()
+
+
 class Daemon:
     """Keeps the calendar: sends at slots, marks misses, reminds, retries."""
 
@@ -87,7 +93,9 @@ class Daemon:
         self._stopping = False
         self._deciding = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
+        self._housekept_on: date | None = None
         self.leading = False
+        self.bounce_endpoint: Controller | None = None
 
     # -- leadership ------------------------------------------------------------------
 
@@ -168,9 +176,12 @@ class Daemon:
             _running = self
             scheduler.start()
             try:
+                self._start_bounce_intake(scheduler)
                 try:
                     await self.tick()
                     await self.drain_outbox()
+                    if self.config.settings.bounces.receive == "imap":
+                        await self.fetch_bounces()
                 except Exception:
                     log.exception("the first look at the calendar failed; trying again on the tick")
                 scheduler.add_job(
@@ -190,6 +201,9 @@ class Daemon:
                 await stop.wait()
             finally:
                 scheduler.shutdown(wait=False)
+                if self.bounce_endpoint is not None:
+                    await asyncio.to_thread(self.bounce_endpoint.stop)
+                    self.bounce_endpoint = None
                 self._stopping = True
                 if self._sender is not None:
                     self._sender.stop()  # messages in flight finish; the rest stay queued
@@ -261,6 +275,74 @@ class Daemon:
         purged = await self._db(lambda s: subscriptions.purge_unconfirmed(s, settings.signup))
         if purged:
             log.info("forgot %s sign-ups never confirmed", purged)
+        if self._housekept_on != now.date():
+            await self._db(self._housekeep)
+            self._housekept_on = now.date()
+
+    def _housekeep(self, session: Session) -> None:
+        """Once a day: the retention periods of delivery details and raw bounce reports."""
+        settings = self.config.settings
+        reduced = privacy.retain(session, settings.privacy.retention_days)
+        if reduced:
+            log.info("retention: %s old deliveries reduced to counts", reduced)
+        dropped = bounces.forget_raw(session, settings.bounces)
+        if dropped:
+            log.info("retention: dropped %s raw bounce reports", dropped)
+
+    # -- bounces ---------------------------------------------------------------------
+
+    def _intake(self, source: str) -> bounces.Intake:
+        return bounces.Intake(
+            self.engine,
+            self.signer,
+            self.config.settings.bounces,
+            source=source,
+            tell=tell_disabled(self.config, self.new_transport),
+        )
+
+    def _start_bounce_intake(self, scheduler: AsyncIOScheduler) -> None:
+        """The bounce endpoint (receive = "smtp") or the mailbox fetch (receive = "imap")."""
+        settings = self.config.settings.bounces
+        if settings.receive == "smtp":
+            endpoint = bounces.endpoint(
+                settings.host,
+                settings.port,
+                self.config.settings.network.domain,
+                self._intake("smtp"),
+            )
+            try:
+                endpoint.start()
+            except (OSError, RuntimeError) as exc:
+                log.error(
+                    "cannot run the bounce endpoint on %s:%s: %s", settings.host, settings.port, exc
+                )
+                return
+            self.bounce_endpoint = endpoint
+            log.info("bounce endpoint listening on %s:%s", settings.host, settings.port)
+        elif settings.receive == "imap":
+            scheduler.add_job(
+                bounce_fetch_job,
+                "interval",
+                minutes=settings.fetch_minutes,
+                id="bounces",
+                replace_existing=True,
+            )
+        else:
+            with suppress(JobLookupError):
+                scheduler.remove_job("bounces")
+
+    async def fetch_bounces(self) -> None:
+        """Read the bounce mailbox once (the job of receive = "imap")."""
+        settings = self.config.settings.bounces
+        try:
+            done = await asyncio.to_thread(
+                bounces.fetch, settings, self.config.secrets.imap_password, self._intake("imap")
+            )
+        except (OSError, imaplib.IMAP4.error) as exc:
+            log.error("could not read the bounce mailbox %s: %s", settings.imap_host, exc)
+            return
+        if done:
+            log.info("bounce mailbox: %s reports recorded", done)
 
     async def _notify(self, built: list[EmailMessage], what: str) -> bool:
         """Send notices to staff; whether the relay accepted every one."""

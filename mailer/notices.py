@@ -1,8 +1,10 @@
-"""Notices to staff: deadline and morning reminders, and alerts about missed slots."""
+"""Emails to staff (reminders, missed slots, disabled contacts) and sign-up confirmations."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -12,11 +14,13 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from mailer import clock
+from mailer.bounces import Disabled
 from mailer.calendar import Reminder
 from mailer.models import Publication
 from mailer.settings import Config
 from mailer.transports import Reply, Transport
 
+log = logging.getLogger(__name__)
 NAMES = {Publication.BULLETIN: "Bulletin", Publication.NEWSLETTER: "Newsletter"}
 
 
@@ -87,6 +91,19 @@ class Notices:
             },
         )
 
+    def disabled(self, contact: Disabled) -> EmailMessage:
+        """The bounce score has disabled a contact: staff check the address."""
+        return self._message(
+            f"Disabled after repeated bounces: {contact.name}",
+            "disabled.txt",
+            {
+                "contact": contact,
+                "threshold": f"{self.config.settings.bounces.threshold:g}",
+                "score": f"{contact.score:g}",
+                "link": f"{self.config.settings.web.root}/staff/contacts/{contact.contact_id}",
+            },
+        )
+
     def confirmation(self, name: str, email: str, link: str) -> EmailMessage:
         """The double opt-in email: one link to confirm a newsletter sign-up."""
         network = self.config.settings.network
@@ -127,6 +144,30 @@ class Notices:
         finally:
             await transport.close()
         return replies
+
+
+def tell_disabled(
+    config: Config, new_transport: Callable[[], Transport]
+) -> Callable[[Disabled], None]:
+    """What a bounce intake calls when the score disables a contact: a notice to staff,
+    sent at once (from a thread with no event loop running).
+
+    :raises TransportError: the relay cannot be reached.
+    """
+    notices = Notices(config)
+
+    def tell(contact: Disabled) -> None:
+        replies = asyncio.run(notices.send(new_transport(), [notices.disabled(contact)]))
+        for reply in replies:
+            if not reply.ok:
+                log.error(
+                    "the relay refused the notice about contact %s: %s %s",
+                    contact.contact_id,
+                    reply.code,
+                    reply.message,
+                )
+
+    return tell
 
 
 async def send_one(

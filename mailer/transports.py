@@ -78,7 +78,10 @@ class CaptureTransport:
         stem = re.sub(r"[^A-Za-z0-9.-]+", "_", message_id.strip("<>"))[:80] or "message"
         path = day / f"{now:%H%M%S}-{stem}-{digest}.eml"
         partial = path.with_suffix(".part")
-        partial.write_bytes(message)
+        # As a final delivery would (RFC 5321 section 4.4): the envelope sender, which is
+        # where bounces for this copy go, becomes the Return-Path header of the kept file.
+        newline = b"\r\n" if b"\r\n" in message[:2000] else b"\n"
+        partial.write_bytes(b"Return-Path: <" + sender.encode() + b">" + newline + message)
         os.replace(partial, path)
         with session_scope(self.engine) as session:
             session.add(
