@@ -112,6 +112,14 @@ class ImportReport:
     ignored_columns: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """One line for the audit log."""
+        return (
+            f"{self.rows} rows: {self.added} added, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped, "
+            f"{len(self.rejected)} rejected"
+        )
+
 
 class Sniffed(NamedTuple):
     """What :func:`sniff` found: the encoding, the number of lines, and the first line

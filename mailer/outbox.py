@@ -14,17 +14,18 @@ import logging
 import os
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from mailer import audiences, clock, issues
+from mailer import audiences, clock, issues, privacy
 from mailer.audiences import FirewallError
+from mailer.db import rowcount
 from mailer.models import (
     BounceEvent,
     BounceKind,
@@ -111,11 +112,6 @@ class Report:
         if duration is None or duration.total_seconds() <= 0:
             return None
         return self.counts.get(DeliveryStatus.SENT, 0) / duration.total_seconds()
-
-
-def _rowcount(result: sa.Result[Any]) -> int:
-    """Rows an UPDATE or INSERT touched."""
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def worker_name() -> str:
@@ -429,7 +425,7 @@ def touch(session: Session, worker: str) -> int:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return _rowcount(result)
+    return rowcount(result)
 
 
 def _permanent_bounce(
@@ -477,7 +473,7 @@ def release(session: Session, worker: str) -> int:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return _rowcount(result)
+    return rowcount(result)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -530,7 +526,7 @@ def recover(session: Session, *, claim_timeout: timedelta) -> int:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    count = _rowcount(result)
+    count = rowcount(result)
     if count:
         log.warning(
             "%s claimed deliveries were never recorded: sending them again (in doubt)", count
@@ -616,9 +612,12 @@ def report(session: Session, issue_id: int, failures: int = 10) -> Report:
         .order_by(col(Delivery.updated_at), col(Delivery.id))
         .limit(failures)
     ).all()
+    # Deliveries reduced to counts (retention, erasure) still count in the totals.
+    totals = Counter(counts(session, issue_id))
+    totals.update(privacy.counted(session, issue_id))
     return Report(
         issue_id=issue_id,
-        counts=counts(session, issue_id),
+        counts=dict(totals),
         in_doubt=int(in_doubt),
         started_at=issue.send_started_at,
         finished_at=issue.send_finished_at or last_sent,

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from sqlmodel import Session, col, select
 
-from mailer import clock
+from mailer import audit, clock
 from mailer.contacts import ContactFieldError, clean_name, email_hash, normalise_email
+from mailer.db import rowcount
 from mailer.markup import single_line
 from mailer.models import (
     Contact,
@@ -44,6 +45,7 @@ from mailer.tokens import BadToken, TokenSigner
 
 PUBLIC_ORGANISATION = "Newsletter subscribers (public sign-up)"
 SOURCE = "web sign-up"
+READER = "reader (own link)"
 
 
 class SignupError(ValueError):
@@ -116,6 +118,9 @@ def request_signup(
     if recent >= settings.per_ip_per_hour:
         raise RateLimited("too many sign-ups from your network: please try again in an hour")
     digest = email_hash(address)
+    if session.exec(select(Suppression).where(col(Suppression.email_hash) == digest)).first():
+        # Erased, bounced or complained: nothing about the address is kept again.
+        return SignupRequest(None)
     signup = Signup(
         email=address,
         email_hash=digest,
@@ -133,9 +138,6 @@ def request_signup(
             col(Signup.created_at) > now - timedelta(days=1),
         )
     ).scalar_one()
-    suppressed = session.exec(
-        select(Suppression).where(col(Suppression.email_hash) == digest)
-    ).first()
     already = session.execute(
         sa.select(col(Subscription.id))
         .join(Contact, col(Contact.id) == col(Subscription.contact_id))
@@ -146,7 +148,7 @@ def request_signup(
             col(Subscription.status) == SubscriptionStatus.ACTIVE,
         )
     ).first()
-    send = emails_today < settings.per_address_per_day and suppressed is None and already is None
+    send = emails_today < settings.per_address_per_day and already is None
     signup.confirmation_sent = send
     session.commit()
     return SignupRequest(signup if send else None)
@@ -219,7 +221,10 @@ def confirm(session: Session, key: bytes, token: str, settings: SignupSettings) 
     contact.updated_at = now
     session.flush()
     assert contact.id is not None
-    _set(session, contact.id, Publication.NEWSLETTER, SubscriptionStatus.ACTIVE)
+    if _set(session, contact.id, Publication.NEWSLETTER, SubscriptionStatus.ACTIVE):
+        audit.record(
+            session, READER, "subscribe", f"contact {contact.id}", "newsletter, sign-up confirmed"
+        )
     signup.confirmed_at = signup.confirmed_at or now
     session.commit()
     return contact
@@ -299,7 +304,8 @@ def unsubscribe(session: Session, signer: TokenSigner, token: str) -> tuple[Read
     who = reader(session, signer, token)
     publication = who.issue.publication if who.issue else Publication.NEWSLETTER
     assert who.contact.id is not None
-    _set(session, who.contact.id, publication, SubscriptionStatus.UNSUBSCRIBED)
+    if _set(session, who.contact.id, publication, SubscriptionStatus.UNSUBSCRIBED):
+        audit.record(session, READER, "unsubscribe", f"contact {who.contact.id}", publication)
     session.commit()
     return who, publication
 
@@ -325,13 +331,18 @@ def update_preferences(
         raise SignupError(f"name: {exc}") from None
     now = clock.now()
     assert who.contact.id is not None
+    changed: list[str] = []
     for publication in Publication:
         if publication.internal and not who.lep:
             continue
-        status = (
-            SubscriptionStatus.ACTIVE if publication in wanted else SubscriptionStatus.UNSUBSCRIBED
+        active = publication in wanted
+        status = SubscriptionStatus.ACTIVE if active else SubscriptionStatus.UNSUBSCRIBED
+        if _set(session, who.contact.id, publication, status):
+            changed.append(f"{publication} {'on' if active else 'off'}")
+    if changed:
+        audit.record(
+            session, READER, "preferences", f"contact {who.contact.id}", ", ".join(changed)
         )
-        _set(session, who.contact.id, publication, status)
     who.contact.updated_at = now
     session.commit()
     return reader(session, signer, token)
@@ -345,4 +356,4 @@ def purge_unconfirmed(session: Session, settings: SignupSettings) -> int:
         sa.delete(Signup).where(col(Signup.confirmed_at).is_(None), col(Signup.created_at) < cutoff)
     )
     session.commit()
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)

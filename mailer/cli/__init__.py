@@ -7,7 +7,19 @@ import logging
 import typer
 from rich.logging import RichHandler
 
-from mailer.cli import audience, calendar, contacts, events, issues, orgs, sending, setup, web
+from mailer.cli import (
+    audience,
+    bounces,
+    calendar,
+    contacts,
+    events,
+    issues,
+    orgs,
+    privacy,
+    sending,
+    setup,
+    web,
+)
 from mailer.cli.state import MailerGroup, State, err
 
 app = typer.Typer(
@@ -48,6 +60,10 @@ app.add_typer(calendar.app, name="calendar")
 app.command("daemon")(calendar.daemon_command)
 app.command("serve")(web.serve_command)
 app.add_typer(web.staff_app, name="staff")
+app.add_typer(bounces.app, name="bounces")
+app.add_typer(privacy.subject_app, name="subject")
+app.command("audit")(privacy.audit_command)
+app.command("retention")(privacy.retention_command)
 
 
 def main() -> None:

@@ -139,6 +139,7 @@ def add_command(
         slot = calendar.add_slot(
             session, publication, _when(when, current), current.config.settings
         )
+        current.audit(session, "calendar:add", f"slot {slot.id}", f"{publication} {slot.number}")
     console.print(f"Added slot {slot.id}: {slot.publication} {slot.number}")
 
 
@@ -155,6 +156,7 @@ def move_command(
     current = state(ctx)
     with current.session() as session:
         slot = calendar.move_slot(session, slot_id, _when(when, current), current.config.settings)
+        current.audit(session, "calendar:move", f"slot {slot_id}", when)
     zone = current.config.settings.calendar.timezone
     console.print(
         f"Slot {slot.id} ({slot.publication} {slot.number}) now goes out "
@@ -172,8 +174,10 @@ def skip_command(
 
     Example: mailer calendar skip 12 --note "Purdah before the election"
     """
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
         slot = calendar.skip_slot(session, slot_id, note)
+        current.audit(session, "calendar:skip", f"slot {slot_id}", note)
     console.print(f"Slot {slot.id} ({slot.publication} {slot.number}) is skipped")
 
 

@@ -131,6 +131,8 @@ def import_file(
             batch_size=config.settings.contacts_import.batch_size,
             progress=advance,
         )
+        if not report.dry_run:
+            current.audit(session, "contacts:import", path.name, report.summary())
     if report_path:
         _write_report(report_path, report)
     _show(report, config.settings.contacts_import.max_reported_errors, report_path)

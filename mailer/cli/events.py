@@ -42,10 +42,12 @@ def add_command(
     --link https://conference.example --audience both
     """
     starts_on = _date(when, "DATE")
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
         event = events.add(
             session, starts_on, title, location=location, link=link, audience=audience
         )
+        current.audit(session, "event:add", f"event {event.id}", f"{starts_on} {title}")
     console.print(f"Added event {event.id}: {event.starts_on} {escape(event.title)}")
 
 
@@ -86,8 +88,10 @@ def import_command(
 
     Example: mailer events import events.csv
     """
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
         result = events.import_csv(session, file)
+        current.audit(session, "events:import", file.name, f"{result.added} added")
     console.print(
         f"{result.added} added, {result.unchanged} already in the diary, "
         f"{len(result.problems)} rejected"

@@ -91,9 +91,13 @@ def import_command(
 
     Example: mailer issue import bulletin.md
     """
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
         issue = issues.import_file(session, file, issue_id=issue_id, editor=editor)
         sections = len(issues.document(session, issue).sections)
+        current.audit(
+            session, "issue:edit" if issue_id else "issue:new", f"issue {issue.id}", file.name
+        )
     verb = "Updated" if issue_id else "Created"
     console.print(
         f"{verb} issue {issue.id}: {issue.publication} {issue.number}, "
@@ -243,6 +247,7 @@ def approve_command(
         if blocking:
             fail(f"issue {issue_id} has {len(blocking)} lint errors: fix them, then approve", 1)
         approved = issues.approve(session, issue, rendered, approver=approver)
+        current.audit(session, "issue:approve", f"issue {issue_id}", f"by {approver or '-'}")
     when = (
         f"goes out {issues.slot_label(slot.send_at)} (slot {slot.id})"
         if slot is not None
@@ -261,8 +266,10 @@ def reopen_command(
 
     Example: mailer issue reopen 3
     """
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
         issue = issues.reopen(session, issues.get(session, issue_id))
+        current.audit(session, "issue:reopen", f"issue {issue_id}")
     console.print(f"Issue {issue.id} is a draft again.")
 
 
@@ -274,8 +281,10 @@ def cancel_command(
 
     Example: mailer issue cancel 3
     """
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
         issue = issues.cancel(session, issues.get(session, issue_id))
+        current.audit(session, "issue:cancel", f"issue {issue_id}")
     console.print(f"Issue {issue.id} is cancelled.")
 
 

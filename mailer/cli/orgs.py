@@ -66,8 +66,10 @@ def add_command(
         if kind == OrganisationKind.LEP:
             fail("--kind lep: LEPs are listed in lists/leps.csv (then run `mailer init`)")
         fail(f"--kind: unknown kind {kind!r} (expected one of: {', '.join(EXTERNAL_KINDS)})")
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
         org = organisations.add(
             session, name, OrganisationKind(kind), short_name=short_name, website=website
         )
+        current.audit(session, "organisation:add", org.name, org.kind.value)
     console.print(f"Added {escape(org.name)} ({org.kind.value})")

@@ -88,6 +88,7 @@ def send_command(
                     abort=True,
                 )
             queued = outbox.enqueue(session, issue, rule)
+            current.audit(session, "issue:send", f"issue {issue_id}", f"{queued} recipients")
             console.print(f"Queued {queued:,} deliveries for {issue.publication} {issue.number}")
         elif issue.status is IssueStatus.SENDING:
             console.print(f"Resuming {issue.publication} {issue.number}")

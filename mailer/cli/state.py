@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -15,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from mailer import db, settings
+from mailer import audit, db, settings
 from mailer.calendar import CalendarError
 from mailer.delivery import SenderBusy
 from mailer.events import EventError
@@ -24,6 +26,7 @@ from mailer.issuefile import IssueFileError
 from mailer.issues import IssueError
 from mailer.messages import HeaderError
 from mailer.organisations import OrganisationError
+from mailer.privacy import SubjectNotFound
 from mailer.proofs import ProofError
 from mailer.publications import PublicationError
 from mailer.rendering import RenderError
@@ -52,6 +55,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     SenderBusy,
     CalendarError,
     StaffError,
+    SubjectNotFound,
 )
 
 
@@ -80,6 +84,18 @@ class State:
     @cached_property
     def config(self) -> settings.Config:
         return settings.load()
+
+    @cached_property
+    def actor(self) -> str:
+        """Who is at the terminal, for the audit log."""
+        try:
+            return f"{getpass.getuser()} (command line)"
+        except (KeyError, OSError):
+            return f"uid {os.getuid()} (command line)"
+
+    def audit(self, session: Session, action: str, target: str = "", detail: str = "") -> None:
+        """Record what this command changed, committed with the change."""
+        audit.record(session, self.actor, action, target, detail)
 
     @cached_property
     def engine(self) -> Engine:

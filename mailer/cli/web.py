@@ -41,7 +41,7 @@ class _QuietServer(uvicorn.Server):
 
 def serve_command(
     ctx: typer.Context,
-    port: Annotated[int | None, typer.Option(help="Port (default: [web] port).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: web.port).")] = None,
     daemon: Annotated[
         bool, typer.Option("--daemon/--no-daemon", help="Also run the scheduler daemon.")
     ] = True,
@@ -93,11 +93,13 @@ def staff_add(
     Example: mailer staff add jo@lepnetwork.example --role approver
     """
     password = sys.stdin.readline().rstrip("\n") if password_stdin else staff.generate_password()
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
         try:
             account = staff.add(session, email, role, password)
         except staff.StaffError as exc:
             fail(str(exc))
+        current.audit(session, "staff:add", account.email, account.role)
     console.print(f"Added {escape(account.email)} ({account.role})")
     if not password_stdin:
         console.print(f"Password: {escape(password)}  (give it to them; they keep it secret)")
@@ -113,11 +115,13 @@ def staff_password(
     Example: mailer staff password jo@lepnetwork.example
     """
     password = staff.generate_password()
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
         try:
             staff.set_password(session, email, password)
         except staff.StaffError as exc:
             fail(str(exc))
+        current.audit(session, "staff:password", email)
     console.print(f"New password for {escape(email)}: {escape(password)}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 from datetime import date, timedelta
 from email import policy
@@ -17,6 +18,8 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlmodel import Session, col, select
 
 from mailer import (
+    audit,
+    bounces,
     calendar,
     clock,
     contacts,
@@ -26,6 +29,7 @@ from mailer import (
     lint,
     messages,
     outbox,
+    privacy,
     proofs,
     publications,
     staff,
@@ -64,6 +68,13 @@ CSRF = Annotated[str, Form()]
 APPROVERS = (StaffRole.APPROVER, StaffRole.ADMIN)
 
 
+def _audit(
+    session: Session, account: StaffAccount, action: str, target: str = "", detail: str = ""
+) -> None:
+    """Record a staff action, committed with the change it describes."""
+    audit.record(session, account.email, action, target, detail)
+
+
 def _local(request: Request) -> ZoneInfo:
     return ZoneInfo(context(request).config.settings.calendar.timezone)
 
@@ -94,6 +105,8 @@ def login(
         return page(request, "staff/login.html", {"next": next, "error": str(exc)}, status=401)
     request.session.clear()  # a fresh session on login
     request.session["staff_id"] = account.id
+    _audit(session, account, "staff:login")
+    session.commit()
     return redirect(next if next.startswith("/staff") else "/staff")
 
 
@@ -175,6 +188,7 @@ def issue_new(
         number, slot_at = issues.next_number(session, chosen, year), None
     document = issuefile.parse(issuefile.skeleton(chosen, number, slot_at))
     issue = issues.save_document(session, document, editor=account.email)
+    _audit(session, account, "issue:new", f"issue {issue.id}", f"{chosen} {number}")
     session.commit()
     flash(request, f"Created {chosen} {number}: edit it below.")
     return redirect(f"/staff/issues/{issue.id}")
@@ -246,6 +260,7 @@ def issue_save(
     try:
         document = issuefile.parse(text, "the issue")
         issues.save_document(session, document, issue_id=issue_id, editor=account.email)
+        _audit(session, account, "issue:edit", f"issue {issue_id}")
         session.commit()
     except (issuefile.IssueFileError, issues.IssueError) as exc:
         session.rollback()
@@ -341,6 +356,7 @@ def issue_approve(
     issues.approve(session, issue, rendered, approver=account.email)
     if slot is not None:
         issues.transition(session, issue, IssueStatus.SCHEDULED)
+    _audit(session, account, "issue:approve", f"issue {issue_id}", f"{issue.status}")
     session.commit()
     when = f", scheduled for slot {slot.id}" if slot is not None else ""
     flash(request, f"Approved{when}: content and rendering are frozen.")
@@ -354,6 +370,7 @@ def issue_cancel(request: Request, issue_id: int, session: DB, csrf: CSRF = "") 
     require_role(account, *APPROVERS)
     try:
         issues.cancel(session, issues.get(session, issue_id))
+        _audit(session, account, "issue:cancel", f"issue {issue_id}")
         session.commit()
         flash(request, "Cancelled: it will not be sent.")
     except issues.IssueStateError as exc:
@@ -368,6 +385,7 @@ def issue_reopen(request: Request, issue_id: int, session: DB, csrf: CSRF = "") 
     require_role(account, *APPROVERS)
     try:
         issues.reopen(session, issues.get(session, issue_id))
+        _audit(session, account, "issue:reopen", f"issue {issue_id}")
         session.commit()
         flash(request, "A draft again: edit, then approve.")
     except issues.IssueStateError as exc:
@@ -387,6 +405,7 @@ def issue_send(
     try:
         rule = publications.load(ctx.config.lists_dir, issue.publication).audience
         queued = outbox.enqueue(session, issue, rule)
+        _audit(session, account, "issue:send", f"issue {issue_id}", f"{queued} recipients")
         session.commit()
     except issues.IssueStateError as exc:
         flash(request, str(exc))
@@ -504,6 +523,7 @@ def event_add(
             link=link or None,
             audience=EventAudience(audience),
         )
+        _audit(session, account, "event:add", detail=f"{when} {title}")
         session.commit()
     except (ValueError, events.EventError) as exc:
         session.rollback()
@@ -587,6 +607,9 @@ async def contact_import(
                 source=f"console upload by {account.email}: {path.name}",
                 batch_size=context(request).config.settings.contacts_import.batch_size,
             )
+            if not report.dry_run:
+                _audit(session, account, "contacts:import", path.name, report.summary())
+                session.commit()
         except ImportFileError as exc:
             return page(
                 request,
@@ -625,6 +648,10 @@ def _contact_page(
             "orgs": orgs,
             "roles": list(Role),
             "error": error,
+            "bounces": bounces.listing(session, contact_id=contact_id),
+            "history": audit.listing(session, target=f"contact {contact_id}", limit=20),
+            "admin": account.role is StaffRole.ADMIN,
+            "zone": _local(request),
         },
         status=422 if error else 200,
         staff=account,
@@ -653,12 +680,89 @@ def contact_save(
             raise ContactFieldError("unknown organisation")
         contact.organisation_id = organisation_id
         contact.updated_at = clock.now()
+        _audit(session, account, "contact:edit", f"contact {contact_id}")
         session.commit()
     except (ContactFieldError, ValueError) as exc:
         session.rollback()
         return _contact_page(request, session, account, contact_id, str(exc))
     flash(request, "Saved.")
     return redirect(f"/staff/contacts/{contact_id}")
+
+
+@router.post("/contacts/{contact_id}/enable")
+def contact_enable(request: Request, contact_id: int, session: DB, csrf: CSRF = "") -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    try:
+        bounces.reenable(session, contact_id, actor=account.email)
+        flash(request, "Re-enabled: the contact gets mail again.")
+    except bounces.NotDisabled as exc:
+        flash(request, str(exc))
+    return redirect(f"/staff/contacts/{contact_id}")
+
+
+@router.get("/contacts/{contact_id}/data.json")
+def contact_data(request: Request, contact_id: int, session: DB) -> Response:
+    """Subject access: everything held about the contact, as a JSON download (admins)."""
+    account = staff_of(request, session)
+    require_role(account, StaffRole.ADMIN)
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise issues.IssueError(f"there is no contact {contact_id}")
+    data = privacy.export_subject(session, contact.email)
+    _audit(session, account, "subject:export", f"contact {contact_id}")
+    session.commit()
+    return Response(
+        json.dumps(data, indent=2, ensure_ascii=False),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="contact-{contact_id}.json"'},
+    )
+
+
+@router.post("/contacts/{contact_id}/erase")
+def contact_erase(
+    request: Request,
+    contact_id: int,
+    session: DB,
+    csrf: CSRF = "",
+    confirm: Annotated[str, Form()] = "",
+) -> Response:
+    """Erase the contact's personal data, keeping a hashed suppression (admins)."""
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    require_role(account, StaffRole.ADMIN)
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise issues.IssueError(f"there is no contact {contact_id}")
+    if confirm.strip().lower() != contact.email:
+        flash(request, "Not erased: type the contact's address to confirm.")
+        return redirect(f"/staff/contacts/{contact_id}")
+    privacy.erase_subject(session, contact.email, actor=account.email)
+    flash(request, f"Contact {contact_id} erased; the address stays suppressed.")
+    return redirect("/staff/contacts")
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_log(request: Request, session: DB, actor: str = "", action: str = "") -> Response:
+    account = staff_of(request, session)
+    entries = audit.listing(session, actor=actor or None, action=action or None, limit=200)
+    return page(
+        request,
+        "staff/audit.html",
+        {"entries": entries, "actor": actor, "action": action, "zone": _local(request)},
+        staff=account,
+    )
+
+
+@router.get("/bounces", response_class=HTMLResponse)
+def bounce_log(request: Request, session: DB) -> Response:
+    account = staff_of(request, session)
+    return page(
+        request,
+        "staff/bounces.html",
+        {"events": bounces.listing(session, limit=200), "zone": _local(request)},
+        staff=account,
+    )
 
 
 # Known errors from the domain become a page, not a traceback.
