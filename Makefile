@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := chromium postfix
+APT_PACKAGES := chromium postfix dovecot-imapd
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench system-packages clean
@@ -21,10 +21,11 @@ $(VENV)/.test-deps: pyproject.toml $(VENV)/.run-deps
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Debian's Chromium (browser tests) and Postfix's smtp-sink (benchmarks), when missing.
-# Postfix is installed with "No configuration": it never starts a mail server.
+# Debian's Chromium (browser tests), Postfix's smtp-sink (benchmarks) and Dovecot (a real
+# IMAP mailbox for the bounce-fetch tests), when missing. Postfix is installed with "No
+# configuration" and Dovecot's service is never started: tests run their own, on 127.0.0.1.
 system-packages:
-	@if ! command -v chromium >/dev/null 2>&1 || ! [ -x /usr/sbin/smtp-sink ]; then \
+	@if ! command -v chromium >/dev/null 2>&1 || ! [ -x /usr/sbin/smtp-sink ] || ! [ -x /usr/sbin/dovecot ]; then \
 	  echo "Installing $(APT_PACKAGES) from Debian"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections; \
 	  $(SUDO) apt-get update -qq && \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def _use_smtp(project: Path, port: int, connections: int = 4) -> None:
     config = project / "config.toml"
     text = config.read_text(encoding="utf-8")
     text = text.replace('transport = "capture"', 'transport = "smtp"')
-    text = text.replace("port = 25", f"port = {port}")
+    text = re.sub(r"(?m)^port = 25$", f"port = {port}", text)  # [smtp] port only
     text = text.replace("connections = 8", f"connections = {connections}")
     config.write_text(text, encoding="utf-8")
 

@@ -21,7 +21,7 @@ from mailer.web.app import create_app
 from tests.conftest import LISTS
 from tests.outbox_fixtures import config_for
 
-PASSWORDS = {"editor": "editor-password-1", "approver": "approver-password-1"}
+PASSWORDS = {r.value: f"{r.value}-password-1" for r in StaffRole}
 
 
 @dataclass
@@ -62,7 +62,7 @@ def build_site(
     mail = tmp_path / "mail"
     with Session(engine) as session:
         organisations.load_lists(session, LISTS)
-        for role in (StaffRole.EDITOR, StaffRole.APPROVER):
+        for role in StaffRole:
             staff.add(session, f"{role.value}@lepnetwork.example", role, PASSWORDS[role.value])
         session.commit()
     app = create_app(config, engine, transport=lambda: CaptureTransport(mail, engine))

@@ -1,0 +1,442 @@
+"""Bounces and complaints: the corpus, the policy, the SMTP endpoint and the IMAP mailbox."""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import smtplib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from mailer import audiences, bounces, clock, delivery, organisations, publications
+from mailer.contacts import email_hash
+from mailer.models import (
+    AuditEntry,
+    BounceEvent,
+    BounceKind,
+    Contact,
+    ContactStatus,
+    Delivery,
+    LawfulBasis,
+    Publication,
+    Role,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+)
+from mailer.organisations import Directory
+from mailer.settings import BounceSettings
+from mailer.tokens import TokenSigner
+from mailer.transports import SmtpTransport
+from tests import imap_server
+from tests.conftest import LISTS
+from tests.outbox_fixtures import approved, config_for, people, start
+from tests.smtp_server import free_port, running
+
+CORPUS = Path(__file__).parent / "data" / "bounces"
+SIGNER = TokenSigner(b"bounce-test-key-" * 2)
+SETTINGS = BounceSettings()
+DOMAIN = "lepnetwork.example"
+
+
+def _contact(session: Session, email: str, org: str = "D2N2") -> Contact:
+    """An active LEP contact subscribed to both publications."""
+    if Directory.load(session).find(org) is None:
+        organisations.load_lists(session, LISTS)
+    found = Directory.load(session).find(org)
+    assert found is not None and found.id is not None
+    contact = Contact(
+        email=email,
+        email_hash=email_hash(email),
+        name=email.split("@")[0].replace(".", " ").title(),
+        organisation_id=found.id,
+        role=Role.OFFICER,
+        lawful_basis=LawfulBasis.LEGITIMATE_INTEREST,
+    )
+    session.add(contact)
+    session.flush()
+    assert contact.id is not None
+    for publication in Publication:
+        session.add(Subscription(contact_id=contact.id, publication=publication))
+    session.commit()
+    return contact
+
+
+def _subscriptions(session: Session, contact_id: int) -> set[SubscriptionStatus]:
+    found = session.exec(select(Subscription).where(col(Subscription.contact_id) == contact_id))
+    return {s.status for s in found}
+
+
+def _suppressed(session: Session, email: str) -> SuppressionReason | None:
+    found = session.exec(
+        select(Suppression).where(col(Suppression.email_hash) == email_hash(email))
+    ).first()
+    return found.reason if found else None
+
+
+# -- the corpus ------------------------------------------------------------------------
+
+# file, the address it reports, what it is, what the policy does, the code it carries
+TABLE = [
+    ("postfix-permanent.eml", "ann.gone@d2n2.example", BounceKind.PERMANENT, "suppressed", 550),
+    ("postfix-delayed.eml", "bo.full@semlep.example", BounceKind.TEMPORARY, "scored", 452),
+    ("exim-permanent.eml", "cy.moved@gbslep.example", BounceKind.PERMANENT, "suppressed", 550),
+    (
+        "exchange-permanent.eml",
+        "di.left@newanglia.example",
+        BounceKind.PERMANENT,
+        "suppressed",
+        550,
+    ),
+    ("gmail-permanent.eml", "ed.nobody@gmail.example", BounceKind.PERMANENT, "suppressed", 550),
+    ("yahoo-complaint.eml", "fi.annoyed@yahoo.example", BounceKind.COMPLAINT, "suppressed", None),
+    ("autoreply.eml", "gus.away@solent.example", None, "ignored", None),
+]
+
+
+@pytest.mark.parametrize(("name", "address", "kind", "verdict", "code"), TABLE)
+def test_every_report_in_the_corpus_is_read_and_acted_on(
+    session: Session,
+    name: str,
+    address: str,
+    kind: BounceKind | None,
+    verdict: str,
+    code: int | None,
+) -> None:
+    contact = _contact(session, address)
+    bystander = _contact(session, "someone.else@d2n2.example")
+    assert contact.id is not None and bystander.id is not None
+    raw = (CORPUS / name).read_bytes()
+    handled = bounces.handle(session, raw, [f"bounces@{DOMAIN}"], SIGNER, SETTINGS, source="smtp")
+    assert handled.report.kind is kind
+    assert handled.verdict == verdict
+    assert handled.report.code == code
+    session.expire_all()
+    events = session.exec(select(BounceEvent)).all()
+    if kind is None:
+        assert events == []  # an auto-reply is not recorded, and changes nothing
+        assert session.get(Contact, contact.id).status is ContactStatus.ACTIVE  # type: ignore[union-attr]
+        assert _subscriptions(session, contact.id) == {SubscriptionStatus.ACTIVE}
+        return
+    assert address in handled.report.addresses
+    assert handled.contact_id == contact.id
+    [event] = events
+    assert (event.contact_id, event.kind, event.code) == (contact.id, kind, code)
+    assert event.raw == raw.decode()  # the raw report is kept (for keep_raw_days)
+    stored = session.get(Contact, contact.id)
+    assert stored is not None
+    if kind is BounceKind.TEMPORARY:
+        assert stored.status is ContactStatus.ACTIVE
+        assert stored.bounce_score == SETTINGS.temporary_score
+        assert _suppressed(session, address) is None
+        assert _subscriptions(session, contact.id) == {SubscriptionStatus.ACTIVE}
+    else:
+        assert stored.status is ContactStatus.SUPPRESSED
+        ended = (
+            SubscriptionStatus.COMPLAINED
+            if kind is BounceKind.COMPLAINT
+            else SubscriptionStatus.BOUNCED
+        )
+        assert _subscriptions(session, contact.id) == {ended}
+        reason = (
+            SuppressionReason.COMPLAINT
+            if kind is BounceKind.COMPLAINT
+            else SuppressionReason.BOUNCE
+        )
+        assert _suppressed(session, address) is reason
+        rule = publications.load(LISTS, Publication.BULLETIN).audience
+        recipients = {m.email for m in audiences.resolve(session, Publication.BULLETIN, rule)}
+        assert address not in recipients
+    # Nobody else is touched, and the bounce processor's decision is in the audit log.
+    assert session.get(Contact, bystander.id).status is ContactStatus.ACTIVE  # type: ignore[union-attr]
+    entry = session.exec(select(AuditEntry)).one()
+    assert entry.actor == bounces.ACTOR and entry.target == f"contact {contact.id}"
+    assert entry.action == f"bounce:{verdict}"
+
+
+def test_a_report_for_an_address_we_do_not_hold_is_recorded_only(session: Session) -> None:
+    raw = (CORPUS / "postfix-permanent.eml").read_bytes()
+    handled = bounces.handle(session, raw, [f"bounces@{DOMAIN}"], SIGNER, SETTINGS, source="smtp")
+    assert handled.verdict is bounces.Verdict.UNKNOWN
+    [event] = session.exec(select(BounceEvent)).all()
+    assert event.contact_id is None and event.email_hash == email_hash("ann.gone@d2n2.example")
+    assert session.exec(select(Suppression)).all() == []
+
+
+# -- the score ---------------------------------------------------------------------------
+
+
+def _temporary(session: Session, settings: BounceSettings = SETTINGS) -> bounces.Handled:
+    raw = (CORPUS / "postfix-delayed.eml").read_bytes()
+    return bounces.handle(session, raw, [f"bounces@{DOMAIN}"], SIGNER, settings, source="imap")
+
+
+def test_temporary_failures_score_once_a_day_and_past_the_threshold_disable(
+    session: Session,
+) -> None:
+    contact = _contact(session, "bo.full@semlep.example")
+    with clock.frozen(datetime(2027, 3, 1, 9, tzinfo=UTC)) as frozen:
+        # Three reports on one day count once.
+        for _ in range(3):
+            assert _temporary(session).verdict is bounces.Verdict.SCORED
+        session.refresh(contact)
+        assert contact.bounce_score == 0.5
+        # One a day for nine more days: 5.0 on the tenth, and the contact is disabled.
+        verdicts = []
+        for _ in range(9):
+            frozen.advance(timedelta(days=1))
+            verdicts.append(_temporary(session).verdict)
+        assert verdicts[:-1] == [bounces.Verdict.SCORED] * 8
+        assert verdicts[-1] is bounces.Verdict.DISABLED
+    session.refresh(contact)
+    assert (contact.status, contact.bounce_score) == (ContactStatus.DISABLED, 5.0)
+    # Disabled is not suppressed: re-enabled, the contact gets mail again from a clean score.
+    assert _suppressed(session, contact.email) is None
+    rule = publications.load(LISTS, Publication.BULLETIN).audience
+    assert audiences.count(session, Publication.BULLETIN, rule) == 0
+    assert contact.id is not None
+    bounces.reenable(session, contact.id, actor="approver@lepnetwork.example")
+    session.refresh(contact)
+    assert (contact.status, contact.bounce_score) == (ContactStatus.ACTIVE, 0.0)
+    assert audiences.count(session, Publication.BULLETIN, rule) == 1
+    with pytest.raises(bounces.NotDisabled, match="only a disabled contact"):
+        bounces.reenable(session, contact.id, actor="approver@lepnetwork.example")
+
+
+def test_a_score_expires_after_a_quiet_period(session: Session) -> None:
+    contact = _contact(session, "bo.full@semlep.example")
+    with clock.frozen(datetime(2027, 3, 1, 9, tzinfo=UTC)) as frozen:
+        for _ in range(4):
+            _temporary(session)
+            frozen.advance(timedelta(days=1))
+        session.refresh(contact)
+        assert contact.bounce_score == 2.0
+        frozen.advance(timedelta(days=SETTINGS.stale_days + 1))
+        _temporary(session)
+    session.refresh(contact)
+    assert contact.bounce_score == 0.5  # started again from nothing
+
+
+def test_the_threshold_and_the_score_are_configurable(session: Session) -> None:
+    contact = _contact(session, "bo.full@semlep.example")
+    strict = SETTINGS.model_copy(update={"temporary_score": 1.0, "threshold": 2.0})
+    with clock.frozen(datetime(2027, 3, 1, 9, tzinfo=UTC)) as frozen:
+        assert _temporary(session, strict).verdict is bounces.Verdict.SCORED
+        frozen.advance(timedelta(days=1))
+        assert _temporary(session, strict).verdict is bounces.Verdict.DISABLED
+    session.refresh(contact)
+    assert contact.status is ContactStatus.DISABLED
+
+
+def test_staff_are_told_when_the_score_disables_a_contact(engine: Engine, session: Session) -> None:
+    contact = _contact(session, "bo.full@semlep.example")
+    told: list[bounces.Disabled] = []
+    strict = SETTINGS.model_copy(update={"threshold": 0.5})
+    intake = bounces.Intake(engine, SIGNER, strict, source="smtp", tell=told.append)
+    handled = intake((CORPUS / "postfix-delayed.eml").read_bytes(), [f"bounces@{DOMAIN}"])
+    assert handled.verdict is bounces.Verdict.DISABLED
+    [notice] = told
+    assert (notice.contact_id, notice.email) == (contact.id, "bo.full@semlep.example")
+    assert notice.organisation and "452 4.2.2 Mailbox full" in notice.diagnostic
+
+    def broken(_: bounces.Disabled) -> None:
+        raise OSError("relay down")
+
+    # A notice that cannot be sent loses nothing: the report is recorded all the same.
+    other = _contact(session, "ann.gone@d2n2.example")
+    failing = bounces.Intake(engine, SIGNER, strict, source="smtp", tell=broken)
+    raw = (CORPUS / "postfix-delayed.eml").read_bytes().replace(b"bo.full@semlep", b"ann.gone@d2n2")
+    assert failing(raw, [f"bounces@{DOMAIN}"]).verdict is bounces.Verdict.DISABLED
+    session.refresh(other)
+    assert other.status is ContactStatus.DISABLED
+
+
+def test_raw_reports_are_forgotten_after_their_keeping_time(session: Session) -> None:
+    _contact(session, "ann.gone@d2n2.example")
+    with clock.frozen(datetime(2027, 3, 1, 9, tzinfo=UTC)) as frozen:
+        bounces.handle(
+            session,
+            (CORPUS / "postfix-permanent.eml").read_bytes(),
+            [f"bounces@{DOMAIN}"],
+            SIGNER,
+            SETTINGS,
+            source="smtp",
+        )
+        assert bounces.forget_raw(session, SETTINGS) == 0
+        frozen.advance(timedelta(days=SETTINGS.keep_raw_days + 1))
+        assert bounces.forget_raw(session, SETTINGS) == 1
+    [event] = session.exec(select(BounceEvent)).all()
+    session.refresh(event)
+    assert event.raw is None and event.kind is BounceKind.PERMANENT and event.code == 550
+
+
+# -- the SMTP endpoint, with a real delivery's VERP address --------------------------------
+
+
+def _wire(raw: bytes) -> bytes:
+    """A corpus file as it travels over SMTP: CRLF line ends."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _dsn_to(verp: str, final_recipient: str) -> bytes:
+    """The Postfix bounce, as the remote end would send it to our VERP return path."""
+    raw = _wire((CORPUS / "postfix-permanent.eml").read_bytes())
+    return raw.replace(b"ann.gone@d2n2.example", final_recipient.encode()).replace(
+        f"bounces@{DOMAIN}".encode(), verp.encode()
+    )
+
+
+@pytest.fixture
+def endpoint(engine: Engine) -> Iterator[tuple[int, list[bounces.Disabled]]]:
+    told: list[bounces.Disabled] = []
+    intake = bounces.Intake(engine, SIGNER, SETTINGS, source="smtp", tell=told.append)
+    port = free_port()
+    controller = bounces.endpoint("127.0.0.1", port, DOMAIN, intake)
+    controller.start()
+    try:
+        yield port, told
+    finally:
+        controller.stop()
+
+
+def _send_issue(engine: Engine, session: Session, tmp_path: Path, count: int) -> list[Message]:
+    """Send an approved bulletin to ``count`` readers through a real SMTP server."""
+    people(session, count)
+    issue = approved(session)
+    start(session, issue)
+    config = config_for(engine.url.render_as_string(hide_password=False), tmp_path)
+    with running() as (controller, handler):
+        transport = SmtpTransport("127.0.0.1", controller.port, timeout=10)
+        sender = delivery.Sender(engine, config, transport, signer=SIGNER)
+        asyncio.run(sender.run(issue_id=issue.id))
+    assert len(handler.messages) == count
+    return [
+        message_from_bytes(
+            f"Return-Path: <{m.sender}>\r\nDelivered-To: {m.recipients[0]}\r\n".encode() + m.data
+        )
+        for m in handler.messages
+    ]
+
+
+def test_a_dsn_sent_to_the_running_endpoint_suppresses_the_contact_its_verp_names(
+    engine: Engine, session: Session, tmp_path: Path, endpoint: tuple[int, list[bounces.Disabled]]
+) -> None:
+    port, _ = endpoint
+    sent = _send_issue(engine, session, tmp_path, 3)
+    victim = sent[1]
+    verp = str(victim["Return-Path"]).strip("<>")
+    assert verp.startswith("bounces+") and verp.endswith(f"@{DOMAIN}")
+    address = str(victim["Delivered-To"])
+    # The report names a forwarding address we never held: only our VERP token says who.
+    dsn = _dsn_to(verp, "forwarded.copy@elsewhere.example")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        refused = client.sendmail("", [verp], dsn)
+    assert refused == {}
+    session.expire_all()
+    contact = session.exec(select(Contact).where(col(Contact.email) == address)).one()
+    assert contact.id is not None
+    assert contact.status is ContactStatus.SUPPRESSED
+    assert _subscriptions(session, contact.id) == {SubscriptionStatus.BOUNCED}
+    assert _suppressed(session, address) is SuppressionReason.BOUNCE
+    [event] = session.exec(select(BounceEvent)).all()
+    delivered = session.get(Delivery, event.delivery_id)
+    assert delivered is not None and delivered.contact_id == contact.id
+    assert (event.source, event.code) == ("smtp", 550)
+    # The other two readers are untouched.
+    others = session.exec(select(Contact).where(col(Contact.email) != address)).all()
+    assert {c.status for c in others} == {ContactStatus.ACTIVE}
+
+
+def test_a_complaint_sent_to_the_running_endpoint_suppresses_the_reader(
+    engine: Engine, session: Session, tmp_path: Path, endpoint: tuple[int, list[bounces.Disabled]]
+) -> None:
+    port, _ = endpoint
+    sent = _send_issue(engine, session, tmp_path, 2)
+    address = str(sent[0]["Delivered-To"])
+    raw = _wire((CORPUS / "yahoo-complaint.eml").read_bytes())
+    complaint = raw.replace(b"fi.annoyed@yahoo.example", address.encode())
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail("feedback@arf.mail.yahoo.example", [f"fbl@{DOMAIN}"], complaint)
+    session.expire_all()
+    contact = session.exec(select(Contact).where(col(Contact.email) == address)).one()
+    assert contact.status is ContactStatus.SUPPRESSED
+    assert contact.id is not None
+    assert _subscriptions(session, contact.id) == {SubscriptionStatus.COMPLAINED}
+    assert _suppressed(session, address) is SuppressionReason.COMPLAINT
+    [event] = session.exec(select(BounceEvent)).all()
+    assert event.kind is BounceKind.COMPLAINT and event.contact_id == contact.id
+
+
+def test_the_endpoint_refuses_other_mailboxes_and_ignores_forged_verp_tokens(
+    engine: Engine, session: Session, tmp_path: Path, endpoint: tuple[int, list[bounces.Disabled]]
+) -> None:
+    port, _ = endpoint
+    sent = _send_issue(engine, session, tmp_path, 1)
+    verp = str(sent[0]["Return-Path"]).strip("<>")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            client.sendmail("", ["postmaster@elsewhere.example"], b"Subject: hi\r\n\r\nhi\r\n")
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            client.sendmail("", [f"info@{DOMAIN}"], b"Subject: hi\r\n\r\nhi\r\n")
+        # A token with one character changed names nobody: the report names an address we
+        # do not hold, so it is recorded only.
+        local, _, domain = verp.partition("@")
+        forged = f"{local[:-1]}{'0' if local[-1] != '0' else '1'}@{domain}"
+        client.sendmail("", [forged], _dsn_to(forged, "forwarded.copy@elsewhere.example"))
+    session.expire_all()
+    assert {c.status for c in session.exec(select(Contact))} == {ContactStatus.ACTIVE}
+    [event] = session.exec(select(BounceEvent)).all()
+    assert event.contact_id is None and event.delivery_id is None
+
+
+# -- the IMAP mailbox (a real Dovecot) ---------------------------------------------------
+
+
+@pytest.mark.skipif(imap_server.unavailable() is not None, reason=str(imap_server.unavailable()))
+def test_fetch_reads_the_bounce_mailbox_records_every_report_and_empties_it(
+    engine: Engine, session: Session
+) -> None:
+    for _, address, *_rest in TABLE:
+        _contact(session, address)
+    with imap_server.dovecot() as mailbox:
+        client = mailbox.client()
+        for name, *_ in TABLE:
+            when = imaplib.Time2Internaldate(datetime(2027, 3, 1, 9, tzinfo=UTC))
+            client.append("INBOX", "", when, (CORPUS / name).read_bytes())
+        client.logout()
+        settings = SETTINGS.model_copy(
+            update={
+                "imap_host": mailbox.host,
+                "imap_port": mailbox.port,
+                "imap_tls": False,
+                "imap_username": mailbox.username,
+            }
+        )
+        intake = bounces.Intake(engine, SIGNER, settings, source="imap")
+        assert bounces.fetch(settings, mailbox.password, intake) == len(TABLE)
+        client = mailbox.client()
+        client.select("INBOX")
+        _, left = client.search(None, "ALL")
+        client.logout()
+        assert left == [b""]  # every message recorded, then deleted
+        with pytest.raises(imaplib.IMAP4.error):
+            bounces.fetch(settings, "wrong-password", intake)
+    session.expire_all()
+    statuses = {c.email: c.status for c in session.exec(select(Contact))}
+    for _, address, kind, _verdict, _code in TABLE:
+        expected = (
+            ContactStatus.SUPPRESSED
+            if kind in (BounceKind.PERMANENT, BounceKind.COMPLAINT)
+            else ContactStatus.ACTIVE
+        )
+        assert statuses[address] is expected, address
+    sources = {e.source for e in session.exec(select(BounceEvent))}
+    assert sources == {"imap"} and len(session.exec(select(BounceEvent)).all()) == len(TABLE) - 1
