@@ -4,7 +4,8 @@ Reports arrive at the SMTP bounce endpoint (aiosmtpd, for the VERP addresses
 ``bounces+TOKEN@domain``) or in an IMAP mailbox. Delivery status notifications (RFC 3464
 and the common non-standard shapes) are read by flufl.bounce; complaint reports (ARF,
 ``report-type=feedback-report``) are recognised here. Our own VERP token names the
-delivery, and so the contact, whatever the report says.
+delivery, and so the contact, whatever the report says; a report without one (anyone
+can write a report naming an address) is recorded for staff but changes nothing.
 
 Policy (GNU Mailman's model): a permanent failure or a complaint suppresses the address
 at once; a temporary failure adds to the contact's score at most once a day, a score
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email import message_from_bytes, policy
-from email.message import EmailMessage, Message
+from email.message import Message
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from flufl.bounce import all_failures
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from mailer import audit, clock
@@ -55,6 +57,8 @@ from mailer.tokens import BadToken, TokenSigner
 
 log = logging.getLogger(__name__)
 ACTOR = "bounce processor"
+# Reports are small; a complaint quotes one message. Larger mail is refused (552).
+MAX_REPORT_BYTES = 10 * 1024 * 1024
 _VERP = re.compile(r"^bounces\+([0-9a-z-]+)@", re.IGNORECASE)
 
 
@@ -64,6 +68,7 @@ class Verdict(StrEnum):
     DISABLED = "disabled"
     IGNORED = "ignored"
     UNKNOWN = "unknown"
+    UNVERIFIED = "unverified"
 
 
 @dataclass(frozen=True)
@@ -100,14 +105,16 @@ def _parts(message: Message) -> list[Message]:
     return list(message.walk())
 
 
-def _complaint(message: Message) -> tuple[tuple[str, ...], str] | None:
-    """An ARF report's complained-about addresses and feedback type, if it is one."""
+def _complaint(message: Message) -> tuple[tuple[str, ...], str, list[str]] | None:
+    """An ARF report's complained-about addresses, feedback type, and the envelope senders
+    of the original (where our VERP token is), if it is one."""
     if message.get_content_type() != "multipart/report":
         return None
     if str(message.get_param("report-type", "")).lower() != "feedback-report":
         return None
     feedback = ""
     addresses: list[str] = []
+    senders: list[str] = []
     for part in _parts(message):
         if part.get_content_type() == "message/feedback-report":
             body = part.get_payload()
@@ -118,14 +125,18 @@ def _complaint(message: Message) -> tuple[tuple[str, ...], str] | None:
                     feedback = value.strip()
                 if name.strip().lower() in ("original-rcpt-to", "removal-recipient"):
                     addresses.append(value.strip().strip("<>").lower())
+                if name.strip().lower() == "original-mail-from":
+                    senders.append(value.strip())
         if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
             inner = part.get_payload()
             original = inner[0] if isinstance(inner, list) and inner else None
+            if isinstance(original, Message) and original.get("Return-Path"):
+                senders.append(str(original["Return-Path"]))
             if isinstance(original, Message) and original.get("To"):
                 match = re.search(r"[\w.+'-]+@[\w.-]+", str(original["To"]))
                 if match:
                     addresses.append(match.group(0).lower())
-    return tuple(dict.fromkeys(addresses)), feedback or "abuse"
+    return tuple(dict.fromkeys(addresses)), feedback or "abuse", senders
 
 
 def _diagnostic(message: Message) -> tuple[str, int | None]:
@@ -151,11 +162,21 @@ def _diagnostic(message: Message) -> tuple[str, int | None]:
 
 def read(raw: bytes, recipients: Sequence[str], signer: TokenSigner) -> Report:
     """What a report says (nothing for an auto-reply or anything else)."""
+    try:
+        return _read(raw, recipients, signer)
+    except Exception as exc:  # a malformed message must not block the intake
+        log.warning("could not read an incoming report (%s): ignored", exc)
+        return Report(None, (), None, "", None)
+
+
+def _read(raw: bytes, recipients: Sequence[str], signer: TokenSigner) -> Report:
     message = message_from_bytes(raw, policy=policy.compat32)
     key = verp_key(recipients, signer)
     complaint = _complaint(message)
     if complaint is not None:
-        addresses, feedback = complaint
+        addresses, feedback, senders = complaint
+        # Providers send complaints to fbl@; our token is in the original's envelope sender.
+        key = key or verp_key(senders, signer)
         return Report(BounceKind.COMPLAINT, addresses, key, f"complaint: {feedback}", None)
     temporary, permanent = all_failures(message)
     diagnostic, code = _diagnostic(message)
@@ -168,14 +189,18 @@ def read(raw: bytes, recipients: Sequence[str], signer: TokenSigner) -> Report:
     return Report(None, (), key, "", None)
 
 
-def _contact(session: Session, report: Report) -> Contact | None:
-    if report.delivery_key is not None:
-        try:
-            delivery = session.get(Delivery, int(report.delivery_key, 16))
-        except ValueError:
-            delivery = None
-        if delivery is not None:
-            return session.get(Contact, delivery.contact_id)
+def _delivery(session: Session, report: Report) -> Delivery | None:
+    """The delivery our (verified) VERP token names, if it is still held."""
+    if report.delivery_key is None:
+        return None
+    try:
+        return session.get(Delivery, int(report.delivery_key, 16))
+    except ValueError:
+        return None
+
+
+def _named(session: Session, report: Report) -> Contact | None:
+    """The contact whose address the report names (anyone can write that)."""
     for address in report.addresses:
         found = session.exec(select(Contact).where(col(Contact.email) == address)).first()
         if found is not None:
@@ -205,7 +230,11 @@ def _suppress(session: Session, contact: Contact, kind: BounceKind) -> None:
     if not session.exec(
         select(Suppression).where(col(Suppression.email_hash) == contact.email_hash)
     ).first():
-        session.add(Suppression(email_hash=contact.email_hash, reason=reason))
+        try:
+            with session.begin_nested():  # another process may suppress it at the same time
+                session.add(Suppression(email_hash=contact.email_hash, reason=reason))
+        except IntegrityError:
+            pass
 
 
 def record(
@@ -218,22 +247,19 @@ def record(
 ) -> Handled:
     """Record a report as an event and apply the policy. Commits.
 
-    Returns what was done: suppressed (permanent failure or complaint), scored, disabled
-    (the score passed the threshold), ignored (not a bounce), or unknown (no contact).
+    Only a report carrying our VERP token (signed, naming one delivery) is acted on:
+    anyone can write a report naming an address. Returns what was done: suppressed
+    (permanent failure or complaint), scored, disabled (the score passed the threshold),
+    ignored (not a bounce), unknown (no contact), or unverified (a contact is named but
+    the report has no token of ours: recorded for staff to see, nothing changed).
     """
     if report.kind is None:
         return Handled(report, Verdict.IGNORED, None)
     now = clock.now()
-    contact = _contact(session, report)
+    delivery = _delivery(session, report)
+    contact = session.get(Contact, delivery.contact_id) if delivery else _named(session, report)
     address = contact.email if contact else (report.addresses[0] if report.addresses else "")
-    delivery_id = None
-    if report.delivery_key is not None:
-        try:
-            delivery_id = int(report.delivery_key, 16)
-        except ValueError:
-            delivery_id = None
-        if delivery_id is not None and session.get(Delivery, delivery_id) is None:
-            delivery_id = None
+    delivery_id = delivery.id if delivery else None
     session.add(
         BounceEvent(
             contact_id=contact.id if contact else None,
@@ -251,6 +277,14 @@ def record(
         session.commit()
         log.info("%s report for an address we do not know: recorded only", report.kind)
         return Handled(report, Verdict.UNKNOWN, None)
+    if delivery is None:
+        session.commit()
+        log.warning(
+            "%s report naming contact %s without a bounce token of ours: recorded, no action",
+            report.kind,
+            contact.id,
+        )
+        return Handled(report, Verdict.UNVERIFIED, contact.id)
     verdict = Verdict.SCORED
     if report.kind in (BounceKind.PERMANENT, BounceKind.COMPLAINT):
         _suppress(session, contact, report.kind)
@@ -278,7 +312,7 @@ def record(
         detail=f"{report.kind}: {report.diagnostic}"[:2000],
     )
     session.commit()
-    log.info("contact %s: %s %s (%s)", contact.id, report.kind, verdict, report.diagnostic)
+    log.info("contact %s: %s %s (code %s)", contact.id, report.kind, verdict, report.code)
     return Handled(report, verdict, contact.id)
 
 
@@ -415,7 +449,8 @@ class _Intake:
         options: list[str],
     ) -> str:
         local, _, domain = address.lower().rpartition("@")
-        if domain != self.domain or not local.startswith(("bounces", "abuse", "fbl")):
+        ours = local in ("bounces", "abuse", "fbl") or local.startswith("bounces+")
+        if domain != self.domain or not ours:
             return "550 5.1.1 No such mailbox here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -436,7 +471,19 @@ def endpoint(
     """The SMTP bounce endpoint (not yet started)."""
     # aiosmtpd logs every connection and its AUTH mechanisms at INFO: keep only problems.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    return Controller(_Intake(domain, process), hostname=host, port=port)
+    return Controller(
+        _Intake(domain, process), hostname=host, port=port, data_size_limit=MAX_REPORT_BYTES
+    )
+
+
+def _envelope_recipients(raw: bytes) -> list[str]:
+    """Where a message in a mailbox was delivered to: our VERP address, for a bounce."""
+    message = message_from_bytes(raw, policy=policy.compat32)
+    return [
+        str(value)
+        for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To")
+        for value in message.get_all(name, [])
+    ]
 
 
 def fetch(
@@ -460,21 +507,20 @@ def fetch(
     try:
         client.login(settings.imap_username, password or "")
         client.select(settings.imap_folder)
-        _, found = client.search(None, "ALL")
-        for number in found[0].split():
-            _, parts = client.fetch(number, "(RFC822)")
-            raw = next((p[1] for p in parts if isinstance(p, tuple)), b"")
-            message = message_from_bytes(raw, policy=policy.default)
-            assert isinstance(message, EmailMessage)
-            recipients = [
-                str(message.get(name, ""))
-                for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To")
-                if message.get(name)
-            ]
-            process(raw, recipients)
-            client.store(number, "+FLAGS", "\\Deleted")
-            done += 1
-        client.expunge()
+        try:
+            _, found = client.search(None, "UNDELETED")
+            for number in found[0].split():
+                _, parts = client.fetch(number, "(RFC822)")
+                raw = next((p[1] for p in parts if isinstance(p, tuple)), b"")
+                try:
+                    process(raw, _envelope_recipients(raw))
+                except Exception:  # the database, say: leave it for the next fetch
+                    log.exception("could not record message %s of the bounce mailbox", number)
+                    continue
+                client.store(number, "+FLAGS", "\\Deleted")
+                done += 1
+        finally:
+            client.expunge()
     finally:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):
             client.logout()

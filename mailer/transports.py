@@ -81,7 +81,8 @@ class CaptureTransport:
         # As a final delivery would (RFC 5321 section 4.4): the envelope sender, which is
         # where bounces for this copy go, becomes the Return-Path header of the kept file.
         newline = b"\r\n" if b"\r\n" in message[:2000] else b"\n"
-        partial.write_bytes(b"Return-Path: <" + sender.encode() + b">" + newline + message)
+        kept = b"Return-Path: <" + sender.encode() + b">" + newline + message
+        partial.write_bytes(kept)
         os.replace(partial, path)
         with session_scope(self.engine) as session:
             session.add(
@@ -91,7 +92,7 @@ class CaptureTransport:
                     recipients=", ".join(recipients),
                     subject=str(headers.get("Subject", "")),
                     path=str(path),
-                    size=len(message),
+                    size=len(kept),
                 )
             )
         return Reply(250, f"captured as {path}")

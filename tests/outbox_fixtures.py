@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from mailer import issues, organisations, outbox, publications, settings
 from mailer.contacts import email_hash
 from mailer.models import (
     Contact,
     ContactStatus,
+    Delivery,
+    DeliveryStatus,
     Issue,
     LawfulBasis,
     OrganisationKind,
@@ -20,6 +22,7 @@ from mailer.models import (
     Subscription,
 )
 from mailer.organisations import Directory
+from mailer.tokens import TokenSigner
 from tests.conftest import LISTS, ROOT
 from tests.rendering_fixtures import DATA, definition, renderer
 
@@ -104,3 +107,30 @@ def external_org(session: Session) -> int:
 
 
 __all__ = ["Engine", "approved", "config_for", "external_org", "people", "start"]
+
+
+# The VERP token the Yahoo complaint in tests/data/bounces carries (not signed by tests).
+CORPUS_VERP = b"bounces+1f-0a1b2c3d4e5f@lepnetwork.example"
+
+
+def verp_for(session: Session, contact_id: int, signer: TokenSigner) -> str:
+    """The VERP sender of a copy of an issue sent to the contact (made here, as sent)."""
+    issue = session.exec(select(Issue).order_by(col(Issue.id))).first() or approved(session)
+    assert issue.id is not None
+    sent = session.exec(
+        select(Delivery).where(
+            col(Delivery.issue_id) == issue.id, col(Delivery.contact_id) == contact_id
+        )
+    ).first()
+    if sent is None:
+        sent = Delivery(issue_id=issue.id, contact_id=contact_id, status=DeliveryStatus.SENT)
+        session.add(sent)
+        session.commit()
+    return f"bounces+{signer.verp(f'{sent.id:x}')}@lepnetwork.example"
+
+
+def addressed(raw: bytes, verp: str) -> bytes:
+    """A corpus report as it arrives for that copy: to its VERP address (or quoting it)."""
+    return raw.replace(CORPUS_VERP, verp.encode()).replace(
+        b"bounces@lepnetwork.example", verp.encode()
+    )

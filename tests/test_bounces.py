@@ -38,7 +38,7 @@ from mailer.tokens import TokenSigner
 from mailer.transports import SmtpTransport
 from tests import imap_server
 from tests.conftest import LISTS
-from tests.outbox_fixtures import approved, config_for, people, start
+from tests.outbox_fixtures import addressed, approved, config_for, people, start, verp_for
 from tests.smtp_server import free_port, running
 
 CORPUS = Path(__file__).parent / "data" / "bounces"
@@ -114,8 +114,11 @@ def test_every_report_in_the_corpus_is_read_and_acted_on(
     contact = _contact(session, address)
     bystander = _contact(session, "someone.else@d2n2.example")
     assert contact.id is not None and bystander.id is not None
-    raw = (CORPUS / name).read_bytes()
-    handled = bounces.handle(session, raw, [f"bounces@{DOMAIN}"], SIGNER, SETTINGS, source="smtp")
+    verp = verp_for(session, contact.id, SIGNER)
+    raw = addressed((CORPUS / name).read_bytes(), verp)
+    # A bounce comes back to the copy's VERP address; a complaint to fbl@, quoting it.
+    to = [f"fbl@{DOMAIN}"] if kind is BounceKind.COMPLAINT else [verp]
+    handled = bounces.handle(session, raw, to, SIGNER, SETTINGS, source="smtp")
     assert handled.report.kind is kind
     assert handled.verdict == verdict
     assert handled.report.code == code
@@ -162,6 +165,30 @@ def test_every_report_in_the_corpus_is_read_and_acted_on(
     assert entry.action == f"bounce:{verdict}"
 
 
+@pytest.mark.parametrize(
+    ("name", "address", "kind"), [(n, a, k) for n, a, k, *_ in TABLE if k is not None]
+)
+def test_a_report_without_our_token_changes_nothing_however_real_it_looks(
+    session: Session, name: str, address: str, kind: BounceKind
+) -> None:
+    """Anyone can write a report naming an address: only our signed VERP token counts."""
+    contact = _contact(session, address)
+    assert contact.id is not None
+    raw = (CORPUS / name).read_bytes()  # to bounces@, or quoting a token we did not sign
+    to = [f"fbl@{DOMAIN}"] if kind is BounceKind.COMPLAINT else [f"bounces@{DOMAIN}"]
+    handled = bounces.handle(session, raw, to, SIGNER, SETTINGS, source="smtp")
+    assert (handled.verdict, handled.contact_id) == (bounces.Verdict.UNVERIFIED, contact.id)
+    session.expire_all()
+    stored = session.get(Contact, contact.id)
+    assert stored is not None
+    assert (stored.status, stored.bounce_score) == (ContactStatus.ACTIVE, 0.0)
+    assert _subscriptions(session, contact.id) == {SubscriptionStatus.ACTIVE}
+    assert _suppressed(session, address) is None
+    # Staff can see it on the contact's page all the same.
+    [event] = session.exec(select(BounceEvent)).all()
+    assert (event.contact_id, event.kind, event.delivery_id) == (contact.id, kind, None)
+
+
 def test_a_report_for_an_address_we_do_not_hold_is_recorded_only(session: Session) -> None:
     raw = (CORPUS / "postfix-permanent.eml").read_bytes()
     handled = bounces.handle(session, raw, [f"bounces@{DOMAIN}"], SIGNER, SETTINGS, source="smtp")
@@ -174,9 +201,18 @@ def test_a_report_for_an_address_we_do_not_hold_is_recorded_only(session: Sessio
 # -- the score ---------------------------------------------------------------------------
 
 
-def _temporary(session: Session, settings: BounceSettings = SETTINGS) -> bounces.Handled:
-    raw = (CORPUS / "postfix-delayed.eml").read_bytes()
-    return bounces.handle(session, raw, [f"bounces@{DOMAIN}"], SIGNER, settings, source="imap")
+def _delayed(session: Session, contact: Contact) -> tuple[bytes, list[str]]:
+    """A delay report for a copy sent to ``contact``, and the VERP address it came to."""
+    assert contact.id is not None
+    verp = verp_for(session, contact.id, SIGNER)
+    return addressed((CORPUS / "postfix-delayed.eml").read_bytes(), verp), [verp]
+
+
+def _temporary(
+    session: Session, contact: Contact, settings: BounceSettings = SETTINGS
+) -> bounces.Handled:
+    raw, to = _delayed(session, contact)
+    return bounces.handle(session, raw, to, SIGNER, settings, source="imap")
 
 
 def test_temporary_failures_score_once_a_day_and_past_the_threshold_disable(
@@ -186,14 +222,14 @@ def test_temporary_failures_score_once_a_day_and_past_the_threshold_disable(
     with clock.frozen(datetime(2027, 3, 1, 9, tzinfo=UTC)) as frozen:
         # Three reports on one day count once.
         for _ in range(3):
-            assert _temporary(session).verdict is bounces.Verdict.SCORED
+            assert _temporary(session, contact).verdict is bounces.Verdict.SCORED
         session.refresh(contact)
         assert contact.bounce_score == 0.5
         # One a day for nine more days: 5.0 on the tenth, and the contact is disabled.
         verdicts = []
         for _ in range(9):
             frozen.advance(timedelta(days=1))
-            verdicts.append(_temporary(session).verdict)
+            verdicts.append(_temporary(session, contact).verdict)
         assert verdicts[:-1] == [bounces.Verdict.SCORED] * 8
         assert verdicts[-1] is bounces.Verdict.DISABLED
     session.refresh(contact)
@@ -215,12 +251,12 @@ def test_a_score_expires_after_a_quiet_period(session: Session) -> None:
     contact = _contact(session, "bo.full@semlep.example")
     with clock.frozen(datetime(2027, 3, 1, 9, tzinfo=UTC)) as frozen:
         for _ in range(4):
-            _temporary(session)
+            _temporary(session, contact)
             frozen.advance(timedelta(days=1))
         session.refresh(contact)
         assert contact.bounce_score == 2.0
         frozen.advance(timedelta(days=SETTINGS.stale_days + 1))
-        _temporary(session)
+        _temporary(session, contact)
     session.refresh(contact)
     assert contact.bounce_score == 0.5  # started again from nothing
 
@@ -229,9 +265,9 @@ def test_the_threshold_and_the_score_are_configurable(session: Session) -> None:
     contact = _contact(session, "bo.full@semlep.example")
     strict = SETTINGS.model_copy(update={"temporary_score": 1.0, "threshold": 2.0})
     with clock.frozen(datetime(2027, 3, 1, 9, tzinfo=UTC)) as frozen:
-        assert _temporary(session, strict).verdict is bounces.Verdict.SCORED
+        assert _temporary(session, contact, strict).verdict is bounces.Verdict.SCORED
         frozen.advance(timedelta(days=1))
-        assert _temporary(session, strict).verdict is bounces.Verdict.DISABLED
+        assert _temporary(session, contact, strict).verdict is bounces.Verdict.DISABLED
     session.refresh(contact)
     assert contact.status is ContactStatus.DISABLED
 
@@ -241,7 +277,7 @@ def test_staff_are_told_when_the_score_disables_a_contact(engine: Engine, sessio
     told: list[bounces.Disabled] = []
     strict = SETTINGS.model_copy(update={"threshold": 0.5})
     intake = bounces.Intake(engine, SIGNER, strict, source="smtp", tell=told.append)
-    handled = intake((CORPUS / "postfix-delayed.eml").read_bytes(), [f"bounces@{DOMAIN}"])
+    handled = intake(*_delayed(session, contact))
     assert handled.verdict is bounces.Verdict.DISABLED
     [notice] = told
     assert (notice.contact_id, notice.email) == (contact.id, "bo.full@semlep.example")
@@ -253,23 +289,19 @@ def test_staff_are_told_when_the_score_disables_a_contact(engine: Engine, sessio
     # A notice that cannot be sent loses nothing: the report is recorded all the same.
     other = _contact(session, "ann.gone@d2n2.example")
     failing = bounces.Intake(engine, SIGNER, strict, source="smtp", tell=broken)
-    raw = (CORPUS / "postfix-delayed.eml").read_bytes().replace(b"bo.full@semlep", b"ann.gone@d2n2")
-    assert failing(raw, [f"bounces@{DOMAIN}"]).verdict is bounces.Verdict.DISABLED
+    raw, to = _delayed(session, other)
+    assert failing(raw, to).verdict is bounces.Verdict.DISABLED
     session.refresh(other)
     assert other.status is ContactStatus.DISABLED
 
 
 def test_raw_reports_are_forgotten_after_their_keeping_time(session: Session) -> None:
-    _contact(session, "ann.gone@d2n2.example")
+    contact = _contact(session, "ann.gone@d2n2.example")
+    assert contact.id is not None
+    verp = verp_for(session, contact.id, SIGNER)
     with clock.frozen(datetime(2027, 3, 1, 9, tzinfo=UTC)) as frozen:
-        bounces.handle(
-            session,
-            (CORPUS / "postfix-permanent.eml").read_bytes(),
-            [f"bounces@{DOMAIN}"],
-            SIGNER,
-            SETTINGS,
-            source="smtp",
-        )
+        raw = addressed((CORPUS / "postfix-permanent.eml").read_bytes(), verp)
+        bounces.handle(session, raw, [verp], SIGNER, SETTINGS, source="smtp")
         assert bounces.forget_raw(session, SETTINGS) == 0
         frozen.advance(timedelta(days=SETTINGS.keep_raw_days + 1))
         assert bounces.forget_raw(session, SETTINGS) == 1
@@ -361,7 +393,9 @@ def test_a_complaint_sent_to_the_running_endpoint_suppresses_the_reader(
     port, _ = endpoint
     sent = _send_issue(engine, session, tmp_path, 2)
     address = str(sent[0]["Delivered-To"])
-    raw = _wire((CORPUS / "yahoo-complaint.eml").read_bytes())
+    verp = str(sent[0]["Return-Path"]).strip("<>")
+    # The provider quotes our copy, with its Return-Path: our VERP token names the reader.
+    raw = addressed(_wire((CORPUS / "yahoo-complaint.eml").read_bytes()), verp)
     complaint = raw.replace(b"fi.annoyed@yahoo.example", address.encode())
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.sendmail("feedback@arf.mail.yahoo.example", [f"fbl@{DOMAIN}"], complaint)
@@ -404,13 +438,21 @@ def test_the_endpoint_refuses_other_mailboxes_and_ignores_forged_verp_tokens(
 def test_fetch_reads_the_bounce_mailbox_records_every_report_and_empties_it(
     engine: Engine, session: Session
 ) -> None:
-    for _, address, *_rest in TABLE:
-        _contact(session, address)
+    reports = []
+    for name, address, *_rest in TABLE:
+        contact = _contact(session, address)
+        assert contact.id is not None
+        # The mailbox's server delivered it to our VERP address: its To: header.
+        reports.append(
+            addressed((CORPUS / name).read_bytes(), verp_for(session, contact.id, SIGNER))
+        )
     with imap_server.dovecot() as mailbox:
         client = mailbox.client()
-        for name, *_ in TABLE:
-            when = imaplib.Time2Internaldate(datetime(2027, 3, 1, 9, tzinfo=UTC))
-            client.append("INBOX", "", when, (CORPUS / name).read_bytes())
+        when = imaplib.Time2Internaldate(datetime(2027, 3, 1, 9, tzinfo=UTC))
+        # One message no parser can make sense of does not hold the others up.
+        client.append("INBOX", "", when, b"\r\n\r\n")
+        for raw in reports:
+            client.append("INBOX", "", when, raw)
         client.logout()
         settings = SETTINGS.model_copy(
             update={
@@ -421,7 +463,7 @@ def test_fetch_reads_the_bounce_mailbox_records_every_report_and_empties_it(
             }
         )
         intake = bounces.Intake(engine, SIGNER, settings, source="imap")
-        assert bounces.fetch(settings, mailbox.password, intake) == len(TABLE)
+        assert bounces.fetch(settings, mailbox.password, intake) == len(TABLE) + 1
         client = mailbox.client()
         client.select("INBOX")
         _, left = client.search(None, "ALL")

@@ -93,7 +93,11 @@ def test_the_test_send_is_captured_with_an_index_row(project: Path, db_url: str)
         "b@lepnetwork.example",
     ]
     assert all(c.subject.startswith("[TEST] ") for c in captured)
-    assert all(Path(c.path).read_bytes().startswith(b"Date: ") for c in captured)
+    # As a final delivery keeps it: the envelope sender first, as Return-Path.
+    assert all(
+        Path(c.path).read_bytes().startswith(b"Return-Path: <bounces@lepnetwork.example>\r\nDate: ")
+        for c in captured
+    )
 
 
 def test_bad_input_gets_a_clear_error(project: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from tests.helpers import write_csv
+from tests.outbox_fixtures import addressed
 from tests.smtp_server import free_port
 from tests.test_cli import run
 
@@ -109,9 +110,9 @@ def test_a_bounce_and_a_complaint_suppress_then_export_and_erase_leave_nothing(
         .replace(f"bounces@{DOMAIN}".encode(), verp.encode())
     )
     # ...and a mailbox provider reports another reader's complaint to fbl@.
-    complaint = _wire((CORPUS / "yahoo-complaint.eml").read_bytes()).replace(
-        b"fi.annoyed@yahoo.example", annoyed.encode()
-    )
+    complaint = addressed(
+        _wire((CORPUS / "yahoo-complaint.eml").read_bytes()), readers[annoyed]
+    ).replace(b"fi.annoyed@yahoo.example", annoyed.encode())
     with bounce_endpoint(project) as (port, server):
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             assert client.sendmail("", [verp], dsn) == {}

@@ -26,7 +26,7 @@ from mailer.models import (
 )
 from mailer.transports import SmtpTransport
 from tests import imap_server
-from tests.outbox_fixtures import approved, config_for, people, start
+from tests.outbox_fixtures import addressed, approved, config_for, people, start, verp_for
 from tests.smtp_server import free_port, running
 
 CORPUS = Path(__file__).parent / "data" / "bounces"
@@ -71,14 +71,17 @@ def test_the_daemon_runs_the_bounce_endpoint_and_tells_staff_of_a_disabled_conta
             config, engine, transport=lambda: SmtpTransport("127.0.0.1", relay.port, timeout=10)
         )
 
+        assert flaky.id is not None
+        verp = verp_for(session, flaky.id, daemon.signer)
+
         async def report() -> None:
             assert daemon.bounce_endpoint is not None
-            raw = _wire((CORPUS / "postfix-delayed.eml").read_bytes())
+            raw = addressed(_wire((CORPUS / "postfix-delayed.eml").read_bytes()), verp)
             raw = raw.replace(b"bo.full@semlep.example", flaky.email.encode())
 
             def deliver() -> None:
                 with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-                    client.sendmail("", ["bounces@lepnetwork.example"], raw)
+                    client.sendmail("", [verp], raw)
 
             await asyncio.to_thread(deliver)
 
@@ -104,11 +107,8 @@ def test_the_daemon_fetches_the_bounce_mailbox(
     engine: Engine, session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     [gone] = people(session, 1, domain="d2n2.example")
+    assert gone.id is not None
     with imap_server.dovecot() as mailbox:
-        client = mailbox.client()
-        raw = (CORPUS / "postfix-permanent.eml").read_bytes()
-        client.append("INBOX", "", None, raw.replace(b"ann.gone@d2n2.example", gone.email.encode()))
-        client.logout()
         config = _config(
             engine,
             tmp_path,
@@ -121,6 +121,13 @@ def test_the_daemon_fetches_the_bounce_mailbox(
         secrets = dataclasses.replace(config.secrets, imap_password=mailbox.password)
         config = dataclasses.replace(config, secrets=secrets)
         daemon = Daemon(config, engine, transport=lambda: None)  # type: ignore[arg-type,return-value]
+        client = mailbox.client()
+        raw = addressed(
+            (CORPUS / "postfix-permanent.eml").read_bytes(),
+            verp_for(session, gone.id, daemon.signer),
+        )
+        client.append("INBOX", "", None, raw.replace(b"ann.gone@d2n2.example", gone.email.encode()))
+        client.logout()
 
         async def nothing() -> None:
             return None

@@ -35,7 +35,7 @@ from mailer.tokens import TokenSigner
 from mailer.transports import CaptureTransport
 from tests.conftest import LISTS
 from tests.helpers import write_csv
-from tests.outbox_fixtures import approved, config_for, people, start
+from tests.outbox_fixtures import addressed, approved, config_for, people, start, verp_for
 
 SIGNER = TokenSigner(b"privacy-test-key" * 2)
 CORPUS = Path(__file__).parent / "data" / "bounces"
@@ -68,15 +68,13 @@ def _everything_held(engine: Engine, session: Session, tmp_path: Path) -> Issue:
         ip="192.0.2.7",
         settings=SignupSettings(),
     )
-    raw = (
-        (CORPUS / "postfix-delayed.eml")
-        .read_bytes()
-        .replace(b"bo.full@semlep.example", SUBJECT.encode())
-    )
-    bounces.handle(
-        session, raw, ["bounces@lepnetwork.example"], SIGNER, BounceSettings(), source="smtp"
-    )
     contact = session.exec(select(Contact).where(col(Contact.email) == SUBJECT)).one()
+    assert contact.id is not None
+    verp = verp_for(session, contact.id, SIGNER)
+    raw = addressed((CORPUS / "postfix-delayed.eml").read_bytes(), verp)
+    raw = raw.replace(b"bo.full@semlep.example", SUBJECT.encode())
+    handled = bounces.handle(session, raw, [verp], SIGNER, BounceSettings(), source="smtp")
+    assert handled.verdict is bounces.Verdict.SCORED
     audit.record(session, "editor@lepnetwork.example", "contact:edit", f"contact {contact.id}")
     session.commit()
     # Staff were told about the address (a notice kept by the capture), and about another.

@@ -13,7 +13,7 @@ from mailer import bounces
 from mailer.models import AuditEntry, Contact, ContactStatus
 from mailer.settings import BounceSettings
 from mailer.tokens import TokenSigner
-from tests.outbox_fixtures import people
+from tests.outbox_fixtures import addressed, people, verp_for
 from tests.web_fixtures import Site, build_site, csrf_of, login
 
 CORPUS = Path(__file__).parent / "data" / "bounces"
@@ -30,12 +30,14 @@ def disabled(site: Site) -> int:
     raw = (CORPUS / "postfix-delayed.eml").read_bytes()
     with Session(site.engine) as session:
         made = people(session, 2)
-        address = made[0].email
+        assert made[0].id is not None
+        signer = TokenSigner(b"web-privacy-test-key-" * 2)
+        verp = verp_for(session, made[0].id, signer)
         handled = bounces.handle(
             session,
-            raw.replace(b"bo.full@semlep.example", address.encode()),
-            ["bounces@lepnetwork.example"],
-            TokenSigner(b"web-privacy-test-key-" * 2),
+            addressed(raw, verp).replace(b"bo.full@semlep.example", made[0].email.encode()),
+            [verp],
+            signer,
             BounceSettings(threshold=0.5),
             source="smtp",
         )
