@@ -163,10 +163,51 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     :raises MigrationError: Alembic cannot find ``revision`` or a way to it.
     """
     try:
-        with engine.begin() as connection:
+        with _migrating(engine) as connection:
             command.upgrade(_alembic_config(connection), revision)
     except CommandError as exc:
         raise MigrationError(f"cannot upgrade to {revision!r}: {exc}") from exc
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Run Alembic migrations back down to ``revision``.
+
+    :raises MigrationError: Alembic cannot find ``revision`` or a way to it.
+    """
+    try:
+        with _migrating(engine) as connection:
+            command.downgrade(_alembic_config(connection), revision)
+    except CommandError as exc:
+        raise MigrationError(f"cannot downgrade to {revision!r}: {exc}") from exc
+
+
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction for migrations.
+
+    On SQLite, foreign keys are off while it runs: a batch migration rebuilds a table by
+    copying it, dropping the old one and renaming, and with foreign keys on the drop would
+    cascade to (delete) the rows that refer to it. They are checked before the commit.
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # outside any transaction: SQLite ignores this pragma inside one
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise MigrationError(
+                            f"the migration would leave {len(broken)} rows referring to rows "
+                            f"that do not exist (first: {tuple(broken[0])}); nothing was changed"
+                        )
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def init_schema(engine: Engine) -> SchemaState:

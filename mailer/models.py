@@ -140,6 +140,8 @@ class Organisation(SQLModel, table=True):
 
 class Contact(SQLModel, table=True):
     __tablename__ = "contacts"
+    # SQLite would hand an erased contact's id to the next one; old links name ids.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True)
@@ -349,6 +351,7 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("issue_id", "contact_id"),
         sa.Index("ix_deliveries_outbox", "issue_id", "status", "next_attempt_at"),
+        {"sqlite_autoincrement": True},  # VERP tokens name ids: never hand one out again
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -455,6 +458,7 @@ class Signup(SQLModel, table=True):
     """A sign-up waiting for its confirmation (double opt-in); kept briefly."""
 
     __tablename__ = "signups"
+    __table_args__ = {"sqlite_autoincrement": True}  # confirmation links name ids
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320)

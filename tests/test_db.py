@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -43,6 +43,71 @@ def test_migrations_build_exactly_the_schema_the_models_describe(db_url: str) ->
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             differences = compare_metadata(context, SQLModel.metadata)
         assert differences == []
+    finally:
+        engine.dispose()
+
+
+def _count(engine: Engine, table: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def test_migrating_keeps_every_row_and_ids_are_never_handed_out_again(db_url: str) -> None:
+    """The data-protection migration rebuilds tables on SQLite: nothing may cascade away."""
+    engine = db.create_engine(db_url)
+    try:
+        db.upgrade(engine, "9081f8dd5052")  # the release before it
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO organisations (name, short_name, kind, created_at)"
+                    " VALUES ('D2N2', 'D2N2', 'lep', :now)"
+                ),
+                {"now": datetime(2027, 1, 4, tzinfo=UTC)},
+            )
+            for n in (1, 2):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO contacts (email, email_hash, name, organisation_id, role,"
+                        " status, lawful_basis, consent_source, created_at, updated_at)"
+                        " VALUES (:email, :hash, :name, 1, 'officer', 'active',"
+                        " 'legitimate_interest', '', :now, :now)"
+                    ),
+                    {
+                        "email": f"r{n}@d2n2.example",
+                        "hash": f"{n:064x}",
+                        "name": f"R {n}",
+                        "now": datetime(2027, 1, 4, tzinfo=UTC),
+                    },
+                )
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO subscriptions (contact_id, publication, status, created_at,"
+                        " updated_at) VALUES (:id, 'bulletin', 'active', :now, :now)"
+                    ),
+                    {"id": n, "now": datetime(2027, 1, 4, tzinfo=UTC)},
+                )
+        db.upgrade(engine)
+        assert (_count(engine, "contacts"), _count(engine, "subscriptions")) == (2, 2)
+        # The newest contact goes (as erasure deletes it); the next one gets a new id.
+        with engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM contacts WHERE id = 2"))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO contacts (email, email_hash, name, organisation_id, role,"
+                    " status, lawful_basis, consent_source, created_at, updated_at,"
+                    " bounce_score) VALUES ('new@d2n2.example', :hash, 'New', 1, 'officer',"
+                    " 'active', 'legitimate_interest', '', :now, :now, 0)"
+                ),
+                {"hash": f"{3:064x}", "now": datetime(2027, 1, 4, tzinfo=UTC)},
+            )
+            newest = connection.execute(sa.text("SELECT max(id) FROM contacts")).scalar_one()
+        assert newest == 3
+        assert _count(engine, "subscriptions") == 1  # the deleted contact's, by its cascade
+        db.downgrade(engine, "9081f8dd5052")
+        assert (_count(engine, "contacts"), _count(engine, "subscriptions")) == (2, 1)
+        db.upgrade(engine)
+        assert db.current_revision(engine) == db.head_revision()
     finally:
         engine.dispose()
 
