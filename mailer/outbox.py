@@ -23,7 +23,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from mailer import audiences, clock, issues, privacy
+from mailer import audiences, audit, clock, issues, privacy
 from mailer.audiences import FirewallError
 from mailer.db import rowcount
 from mailer.models import (
@@ -455,7 +455,10 @@ def _permanent_bounce(
     ).first()
     if exists is None:
         session.add(Suppression(email_hash=contact.email_hash, reason=SuppressionReason.BOUNCE))
-    log.info("contact %s suppressed after a permanent failure: %s", contact_id, result.reply)
+    audit.record(
+        session, "relay reply", "bounce:suppressed", f"contact {contact_id}", f"{result.code}"
+    )
+    log.info("contact %s suppressed after a permanent failure (%s)", contact_id, result.code)
 
 
 def release(session: Session, worker: str) -> int:

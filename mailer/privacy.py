@@ -16,6 +16,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import timedelta
+from email import policy as email_policy
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,11 @@ def export_subject(session: Session, email: str) -> dict[str, Any]:
             )
         ]
         data["bounce_score"] = contact.bounce_score
+        data["last_bounce_at"] = _iso(contact.last_bounce_at)
+        data["history"] = [
+            {"at": _iso(e.at), "by": e.actor, "action": e.action, "detail": e.detail}
+            for e in audit.listing(session, target=f"contact {contact.id}", limit=10_000)
+        ]
     data["bounces"] = [
         {
             "kind": e.kind.value,
@@ -160,6 +167,14 @@ def export_subject(session: Session, email: str) -> dict[str, Any]:
             "confirmed_at": _iso(s.confirmed_at),
         }
         for s in signups
+    ]
+    data["captured_copies"] = [
+        {"subject": c.subject, "at": _iso(c.captured_at), "file": c.path}
+        for c in session.exec(
+            select(CapturedMessage)
+            .where(col(CapturedMessage.recipients).contains(address))
+            .order_by(col(CapturedMessage.id))
+        )
     ]
     data["suppressed"] = (
         {"reason": suppression.reason.value, "since": _iso(suppression.created_at)}
@@ -200,12 +215,9 @@ def _forget_captured(session: Session, address: str) -> list[Path]:
         )
     ):
         path = Path(captured.path)
-        if address not in (r.strip().lower() for r in captured.recipients.split(",")):
-            try:
-                if address.encode() not in path.read_bytes().lower():
-                    continue
-            except OSError:
-                continue  # the file is gone already; the row names no one
+        recipients = (r.strip().lower() for r in captured.recipients.split(","))
+        if address not in recipients and not _mentions(path, address):
+            continue
         session.delete(captured)
         found.append(path)
     return found
@@ -288,6 +300,22 @@ def erase_subject(session: Session, email: str, *, actor: str) -> dict[str, int]
     return {kind: number for kind, number in removed.items() if number}
 
 
+def _mentions(path: Path, address: str) -> bool:
+    """Whether a kept message names the address, in a header or (decoded) in a text part."""
+    try:
+        message = BytesParser(policy=email_policy.default).parsebytes(path.read_bytes())
+    except OSError:
+        return False  # the file is gone already
+    texts = [f"{name}: {value}" for name, value in message.items()]
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            try:
+                texts.append(part.get_content())
+            except (LookupError, ValueError):  # an unknown charset: the raw payload, then
+                texts.append(str(part.get_payload()))
+    return any(address in text.lower() for text in texts)
+
+
 def _scrub_audit(session: Session, address: str) -> None:
     """The audit log keeps who did what to "contact N"; the address itself goes.
 
@@ -307,10 +335,14 @@ def _scrub_audit(session: Session, address: str) -> None:
         entry.detail = pattern.sub("(erased)", entry.detail)
 
 
-def retain(session: Session, days: float) -> int:
-    """Reduce delivery details older than ``days`` (of finished sends) to counts. Commits.
+RETAIN_BATCH = 5000
 
-    Returns the number of deliveries reduced.
+
+def retain(session: Session, days: float, *, batch: int = RETAIN_BATCH) -> int:
+    """Reduce delivery details older than ``days`` (of finished sends) to counts.
+
+    Works in batches of ``batch`` deliveries, each committed: a short write lock at a time,
+    and well under any database's limit on bound parameters. Returns how many were reduced.
     """
     cutoff = clock.now() - timedelta(days=days)
     old = (
@@ -321,19 +353,25 @@ def retain(session: Session, days: float) -> int:
             col(Delivery.updated_at) < cutoff,
             col(Delivery.status).not_in([DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED]),
         )
+        .order_by(col(Delivery.id))
+        .limit(batch)
     )
-    rows = session.execute(old).all()
-    if not rows:
-        return 0
-    _count(session, [(issue_id, status) for _, issue_id, status in rows])
-    ids = [delivery_id for delivery_id, _, _ in rows]
-    session.execute(
-        sa.update(BounceEvent).where(col(BounceEvent.delivery_id).in_(ids)).values(delivery_id=None)
-    )
-    session.execute(sa.delete(Delivery).where(col(Delivery.id).in_(ids)))
-    audit.record(session, audit.SYSTEM, "retention", detail=f"{len(ids)} deliveries to counts")
-    session.commit()
-    return len(ids)
+    reduced = 0
+    while rows := session.execute(old).all():
+        _count(session, [(issue_id, status) for _, issue_id, status in rows])
+        ids = [delivery_id for delivery_id, _, _ in rows]
+        session.execute(
+            sa.update(BounceEvent)
+            .where(col(BounceEvent.delivery_id).in_(ids))
+            .values(delivery_id=None)
+        )
+        session.execute(sa.delete(Delivery).where(col(Delivery.id).in_(ids)))
+        session.commit()
+        reduced += len(ids)
+    if reduced:
+        audit.record(session, audit.SYSTEM, "retention", detail=f"{reduced} deliveries to counts")
+        session.commit()
+    return reduced
 
 
 def counted(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:

@@ -191,7 +191,10 @@ def export_command(
 
     Example: mailer contacts export contacts-2026-11.csv
     """
-    with state(ctx).session() as session:
+    current = state(ctx)
+    with current.session() as session:
+        current.audit(session, "contacts:export", str(file or "(stdout)"), "every contact")
+        session.commit()
         if file is None:
             export_csv(session, sys.stdout)
             return

@@ -569,7 +569,9 @@ def contact_list(request: Request, session: DB, q: str = "", org: str = "") -> R
 
 @router.get("/contacts/export.csv")
 def contact_export(request: Request, session: DB) -> Response:
-    staff_of(request, session)
+    account = staff_of(request, session)
+    _audit(session, account, "contacts:export", "contacts.csv", "every contact")
+    session.commit()
     buffer = io.StringIO()
     contacts.export_csv(session, buffer)
     return StreamingResponse(
