@@ -46,6 +46,9 @@ run: $(VENV)/.run-deps
 	@echo "  $(BIN)/mailer issue preview 1 --png    # HTML, text, .eml and 600/375 px screenshots"
 	@echo "  $(BIN)/mailer calendar --year 2027     # 22 bulletins; plan newsletters: calendar plan"
 	@echo "  $(BIN)/mailer issue approve 1 && $(BIN)/mailer send 1   # captured under var/mail"
+	@echo "  $(BIN)/mailer bounces serve            # bounce endpoint on 127.0.0.1:2525; bounces list"
+	@echo "  $(BIN)/mailer subject export ADDRESS   # everything held about a reader; subject erase"
+	@echo "  $(BIN)/mailer audit                    # who did what, when"
 	@echo "  $(BIN)/mailer --help"
 	@echo
 	@echo "Starting the site and the daemon (Ctrl-C to stop). Open http://127.0.0.1:8000/"
@@ -67,6 +70,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/bench_audience.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/bounces.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -180,10 +180,10 @@ class Daemon:
                 try:
                     await self.tick()
                     await self.drain_outbox()
-                    if self.config.settings.bounces.receive == "imap":
-                        await self.fetch_bounces()
                 except Exception:
                     log.exception("the first look at the calendar failed; trying again on the tick")
+                if self.config.settings.bounces.receive == "imap":
+                    await self.fetch_bounces()  # logs its own failures
                 scheduler.add_job(
                     tick_job,
                     "interval",
@@ -303,6 +303,9 @@ class Daemon:
     def _start_bounce_intake(self, scheduler: AsyncIOScheduler) -> None:
         """The bounce endpoint (receive = "smtp") or the mailbox fetch (receive = "imap")."""
         settings = self.config.settings.bounces
+        if settings.receive != "imap":  # a fetch job kept from an earlier configuration
+            with suppress(JobLookupError):
+                scheduler.remove_job("bounces")
         if settings.receive == "smtp":
             endpoint = bounces.endpoint(
                 settings.host,
@@ -327,9 +330,6 @@ class Daemon:
                 id="bounces",
                 replace_existing=True,
             )
-        else:
-            with suppress(JobLookupError):
-                scheduler.remove_job("bounces")
 
     async def fetch_bounces(self) -> None:
         """Read the bounce mailbox once (the job of receive = "imap")."""
@@ -340,6 +340,9 @@ class Daemon:
             )
         except (OSError, imaplib.IMAP4.error) as exc:
             log.error("could not read the bounce mailbox %s: %s", settings.imap_host, exc)
+            return
+        except Exception:
+            log.exception("could not read the bounce mailbox %s", settings.imap_host)
             return
         if done:
             log.info("bounce mailbox: %s reports recorded", done)

@@ -35,7 +35,10 @@ def _verdict(handled: bounces.Handled) -> str:
     return f"{handled.report.kind} for {who}: {handled.verdict}"
 
 
-app = typer.Typer(help="Bounces and complaints: receive them, list them.", no_args_is_help=True)
+app = typer.Typer(
+    help="Bounces and complaints: receive them, list them, re-enable a disabled contact.",
+    no_args_is_help=True,
+)
 
 
 @app.command("serve")
@@ -46,11 +49,13 @@ def serve_command(
 ) -> None:
     """Run the SMTP bounce endpoint until Ctrl-C.
 
-    It accepts mail for the VERP bounce addresses (bounces+TOKEN@ the network.domain)
-    and for abuse@ and fbl@ (complaint reports), and records each: a permanent failure or a
-    complaint suppresses the address at once, temporary failures add to its score. Point
-    the relay's bounce route (or the bounce domain's MX) at it. `mailer daemon` runs it
-    too when bounces.receive = "smtp".
+    It accepts mail for the VERP bounce addresses (bounces+TOKEN@network.domain, the
+    envelope sender of every copy sent) and for bounces@, abuse@ and fbl@ (complaint
+    reports), and records each. A report carrying our token acts on the copy's reader: a
+    permanent failure or a complaint suppresses the address at once, temporary failures
+    add to its score; one without it is recorded for staff and changes nothing. Point the
+    relay's bounce route (or the bounce domain's MX) at it. `mailer daemon` runs it too
+    when bounces.receive = "smtp".
 
     Example: mailer bounces serve --port 2525
     """

@@ -188,8 +188,9 @@ def daemon_command(
     """Run the scheduler: send approved issues at their slots, remind staff, retry.
 
     An issue that is not approved at its slot is never sent: the slot is marked missed and
-    staff are alerted. Several daemons may run against one PostgreSQL database: one leads,
-    the others wait to take over.
+    staff are alerted. It also takes bounces in (bounces.receive: the SMTP endpoint or the
+    IMAP mailbox) and applies the retention periods daily. Several daemons may run against
+    one PostgreSQL database: one leads, the others wait to take over.
 
     Example: mailer daemon
     """
