@@ -23,19 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from harness import ROOT, free_port
+from sqlmodel import Session, col, func, select
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import sqlalchemy as sa  # noqa: E402
-from sqlmodel import Session, col, func, select  # noqa: E402
-
-from mailer import bounces, clock, db, issues, organisations  # noqa: E402
-from mailer.contacts import email_hash  # noqa: E402
-from mailer.models import BounceEvent, Contact, Organisation, OrganisationKind  # noqa: E402
-from mailer.settings import BounceSettings  # noqa: E402
-from mailer.tokens import TokenSigner  # noqa: E402
+from mailer import bounces, clock, db, issues, organisations
+from mailer.contacts import email_hash
+from mailer.models import BounceEvent, Contact, Organisation, OrganisationKind
+from mailer.settings import BounceSettings
+from mailer.tokens import TokenSigner
 
 CORPUS = ROOT / "tests" / "data" / "bounces"
 DOMAIN = "lepnetwork.example"
@@ -137,14 +134,6 @@ def send_all(port: int, messages: list[tuple[str, bytes]]) -> float:
         for rcpt, raw in messages:
             client.sendmail("MAILER-DAEMON@mx.example", [rcpt], raw)
     return len(messages) / (time.perf_counter() - started)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,13 @@ def measure(
     if match is None:
         raise RuntimeError(f"{label}: no peak memory reported:\n{done.stderr}")
     return Measure(label, seconds, float(match.group(1)), done.stdout)
+
+
+def free_port() -> int:
+    """A port nothing listens on, on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def python(code: str) -> list[str]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import Message
+from email.parser import BytesHeaderParser
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -34,11 +35,10 @@ from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from flufl.bounce import all_failures
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from mailer import audit, clock
-from mailer.contacts import email_hash
+from mailer.contacts import email_hash, suppress
 from mailer.db import rowcount
 from mailer.models import (
     BounceEvent,
@@ -49,7 +49,6 @@ from mailer.models import (
     Organisation,
     Subscription,
     SubscriptionStatus,
-    Suppression,
     SuppressionReason,
 )
 from mailer.settings import BounceSettings
@@ -101,10 +100,6 @@ def verp_key(recipients: Sequence[str], signer: TokenSigner) -> str | None:
     return None
 
 
-def _parts(message: Message) -> list[Message]:
-    return list(message.walk())
-
-
 def _complaint(message: Message) -> tuple[tuple[str, ...], str, list[str]] | None:
     """An ARF report's complained-about addresses, feedback type, and the envelope senders
     of the original (where our VERP token is), if it is one."""
@@ -115,17 +110,18 @@ def _complaint(message: Message) -> tuple[tuple[str, ...], str, list[str]] | Non
     feedback = ""
     addresses: list[str] = []
     senders: list[str] = []
-    for part in _parts(message):
+    for part in message.walk():
         if part.get_content_type() == "message/feedback-report":
             body = part.get_payload()
             text = "\n".join(str(p) for p in body) if isinstance(body, list) else str(body or "")
             for line in text.splitlines():
                 name, _, value = line.partition(":")
-                if name.strip().lower() == "feedback-type":
+                field = name.strip().lower()
+                if field == "feedback-type":
                     feedback = value.strip()
-                if name.strip().lower() in ("original-rcpt-to", "removal-recipient"):
+                elif field in ("original-rcpt-to", "removal-recipient"):
                     addresses.append(value.strip().strip("<>").lower())
-                if name.strip().lower() == "original-mail-from":
+                elif field == "original-mail-from":
                     senders.append(value.strip())
         if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
             inner = part.get_payload()
@@ -141,7 +137,7 @@ def _complaint(message: Message) -> tuple[tuple[str, ...], str, list[str]] | Non
 
 def _diagnostic(message: Message) -> tuple[str, int | None]:
     """The remote server's reply (unfolded) and its SMTP code, from the first recipient."""
-    for part in _parts(message):
+    for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
         blocks = part.get_payload()
@@ -227,14 +223,7 @@ def _suppress(session: Session, contact: Contact, kind: BounceKind) -> None:
         )
         .values(status=ended, updated_at=clock.now())
     )
-    if not session.exec(
-        select(Suppression).where(col(Suppression.email_hash) == contact.email_hash)
-    ).first():
-        try:
-            with session.begin_nested():  # another process may suppress it at the same time
-                session.add(Suppression(email_hash=contact.email_hash, reason=reason))
-        except IntegrityError:
-            pass
+    suppress(session, contact.email_hash, reason)
 
 
 def record(
@@ -478,7 +467,7 @@ def endpoint(
 
 def _envelope_recipients(raw: bytes) -> list[str]:
     """Where a message in a mailbox was delivered to: our VERP address, for a bounce."""
-    message = message_from_bytes(raw, policy=policy.compat32)
+    message = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
     return [
         str(value)
         for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To")

@@ -22,7 +22,8 @@ from typing import TextIO
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
-from sqlmodel import Session, col
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
 
 from mailer.models import (
     Contact,
@@ -34,6 +35,8 @@ from mailer.models import (
     Role,
     Subscription,
     SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
 )
 
 EXPORT_COLUMNS = (
@@ -94,6 +97,23 @@ def from_spreadsheet_cell(value: str) -> str:
 def email_hash(email: str) -> str:
     """The SHA-256 of a normalised address: what a suppression keeps after erasure."""
     return hashlib.sha256(email.encode("utf-8")).hexdigest()
+
+
+def suppression(session: Session, digest: str) -> Suppression | None:
+    """The suppression list's entry for an address's hash, if any."""
+    return session.exec(select(Suppression).where(col(Suppression.email_hash) == digest)).first()
+
+
+def suppress(session: Session, digest: str, reason: SuppressionReason) -> None:
+    """Put an address's hash on the suppression list; an entry already there keeps its
+    reason (also when another process adds it at the same moment)."""
+    if suppression(session, digest) is not None:
+        return
+    try:
+        with session.begin_nested():
+            session.add(Suppression(email_hash=digest, reason=reason))
+    except IntegrityError:
+        pass
 
 
 def clean_name(raw: str) -> str:

@@ -21,10 +21,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from mailer import audiences, audit, clock, issues, privacy
 from mailer.audiences import FirewallError
+from mailer.contacts import suppress
 from mailer.db import rowcount
 from mailer.models import (
     BounceEvent,
@@ -450,11 +451,7 @@ def _permanent_bounce(
     if contact.status is ContactStatus.ACTIVE:
         contact.status = ContactStatus.SUPPRESSED
         contact.updated_at = now
-    exists = session.exec(
-        select(Suppression).where(col(Suppression.email_hash) == contact.email_hash)
-    ).first()
-    if exists is None:
-        session.add(Suppression(email_hash=contact.email_hash, reason=SuppressionReason.BOUNCE))
+    suppress(session, contact.email_hash, SuppressionReason.BOUNCE)
     audit.record(
         session, "relay reply", "bounce:suppressed", f"contact {contact_id}", f"{result.code}"
     )

@@ -25,7 +25,13 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from mailer import audit, clock
-from mailer.contacts import ContactFieldError, email_hash, normalise_email
+from mailer.contacts import (
+    ContactFieldError,
+    email_hash,
+    normalise_email,
+    suppress,
+    suppression,
+)
 from mailer.db import flush_wal, rowcount
 from mailer.models import (
     AuditEntry,
@@ -40,7 +46,6 @@ from mailer.models import (
     Organisation,
     Signup,
     Subscription,
-    Suppression,
     SuppressionReason,
 )
 
@@ -71,9 +76,7 @@ def export_subject(session: Session, email: str) -> dict[str, Any]:
     digest = email_hash(address)
     contact = session.exec(select(Contact).where(col(Contact.email) == address)).first()
     signups = session.exec(select(Signup).where(col(Signup.email_hash) == digest)).all()
-    suppression = session.exec(
-        select(Suppression).where(col(Suppression.email_hash) == digest)
-    ).first()
+    suppressed = suppression(session, digest)
     events = session.exec(
         select(BounceEvent)
         .where(
@@ -84,7 +87,7 @@ def export_subject(session: Session, email: str) -> dict[str, Any]:
         )
         .order_by(col(BounceEvent.id))
     ).all()
-    if contact is None and not signups and suppression is None and not events:
+    if contact is None and not signups and suppressed is None and not events:
         raise SubjectNotFound(f"nothing is held about {address}")
     data: dict[str, Any] = {
         "email": address,
@@ -177,8 +180,8 @@ def export_subject(session: Session, email: str) -> dict[str, Any]:
         )
     ]
     data["suppressed"] = (
-        {"reason": suppression.reason.value, "since": _iso(suppression.created_at)}
-        if suppression
+        {"reason": suppressed.reason.value, "since": _iso(suppressed.created_at)}
+        if suppressed
         else None
     )
     return data
@@ -271,14 +274,10 @@ def erase_subject(session: Session, email: str, *, actor: str) -> dict[str, int]
     )
     captured = _forget_captured(session, address)
     removed["captured_messages"] = len(captured)
-    suppression = session.exec(
-        select(Suppression).where(col(Suppression.email_hash) == digest)
-    ).first()
-    if not any(removed.values()) and suppression is None:
+    if not any(removed.values()) and suppression(session, digest) is None:
         session.rollback()
         raise SubjectNotFound(f"nothing is held about {address}")
-    if suppression is None:  # an earlier bounce or complaint keeps its reason
-        session.add(Suppression(email_hash=digest, reason=SuppressionReason.ERASURE))
+    suppress(session, digest, SuppressionReason.ERASURE)  # a bounce's reason is kept
     _scrub_audit(session, address)
     who = f"contact {contact.id}" if contact else "(no contact)"
     audit.record(

@@ -22,7 +22,13 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from sqlmodel import Session, col, select
 
 from mailer import audit, clock
-from mailer.contacts import ContactFieldError, clean_name, email_hash, normalise_email
+from mailer.contacts import (
+    ContactFieldError,
+    clean_name,
+    email_hash,
+    normalise_email,
+    suppression,
+)
 from mailer.db import rowcount
 from mailer.markup import single_line
 from mailer.models import (
@@ -37,7 +43,6 @@ from mailer.models import (
     Signup,
     Subscription,
     SubscriptionStatus,
-    Suppression,
 )
 from mailer.organisations import Directory
 from mailer.settings import SignupSettings
@@ -118,7 +123,7 @@ def request_signup(
     if recent >= settings.per_ip_per_hour:
         raise RateLimited("too many sign-ups from your network: please try again in an hour")
     digest = email_hash(address)
-    if session.exec(select(Suppression).where(col(Suppression.email_hash) == digest)).first():
+    if suppression(session, digest) is not None:
         # Erased, bounced or complained: nothing about the address is kept again.
         return SignupRequest(None)
     signup = Signup(
@@ -194,9 +199,7 @@ def confirm(session: Session, key: bytes, token: str, settings: SignupSettings) 
         raise LinkError("this confirmation link is no longer valid: please sign up again")
     now = clock.now()
     contact = session.exec(select(Contact).where(col(Contact.email) == signup.email)).first()
-    if session.exec(
-        select(Suppression).where(col(Suppression.email_hash) == signup.email_hash)
-    ).first():
+    if suppression(session, signup.email_hash) is not None:
         raise LinkError("this address cannot be subscribed")
     if contact is None:
         organisation = _public_organisation(session, signup.organisation)

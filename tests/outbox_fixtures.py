@@ -129,6 +129,11 @@ def verp_for(session: Session, contact_id: int, signer: TokenSigner) -> str:
     return f"bounces+{signer.verp(f'{sent.id:x}')}@lepnetwork.example"
 
 
+def wire(raw: bytes) -> bytes:
+    """A corpus file as it travels over SMTP: CRLF line ends."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 def addressed(raw: bytes, verp: str) -> bytes:
     """A corpus report as it arrives for that copy: to its VERP address (or quoting it)."""
     return raw.replace(CORPUS_VERP, verp.encode()).replace(

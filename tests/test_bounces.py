@@ -38,7 +38,7 @@ from mailer.tokens import TokenSigner
 from mailer.transports import SmtpTransport
 from tests import imap_server
 from tests.conftest import LISTS
-from tests.outbox_fixtures import addressed, approved, config_for, people, start, verp_for
+from tests.outbox_fixtures import addressed, approved, config_for, people, start, verp_for, wire
 from tests.smtp_server import free_port, running
 
 CORPUS = Path(__file__).parent / "data" / "bounces"
@@ -313,14 +313,9 @@ def test_raw_reports_are_forgotten_after_their_keeping_time(session: Session) ->
 # -- the SMTP endpoint, with a real delivery's VERP address --------------------------------
 
 
-def _wire(raw: bytes) -> bytes:
-    """A corpus file as it travels over SMTP: CRLF line ends."""
-    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
 def _dsn_to(verp: str, final_recipient: str) -> bytes:
     """The Postfix bounce, as the remote end would send it to our VERP return path."""
-    raw = _wire((CORPUS / "postfix-permanent.eml").read_bytes())
+    raw = wire((CORPUS / "postfix-permanent.eml").read_bytes())
     return raw.replace(b"ann.gone@d2n2.example", final_recipient.encode()).replace(
         f"bounces@{DOMAIN}".encode(), verp.encode()
     )
@@ -395,7 +390,7 @@ def test_a_complaint_sent_to_the_running_endpoint_suppresses_the_reader(
     address = str(sent[0]["Delivered-To"])
     verp = str(sent[0]["Return-Path"]).strip("<>")
     # The provider quotes our copy, with its Return-Path: our VERP token names the reader.
-    raw = addressed(_wire((CORPUS / "yahoo-complaint.eml").read_bytes()), verp)
+    raw = addressed(wire((CORPUS / "yahoo-complaint.eml").read_bytes()), verp)
     complaint = raw.replace(b"fi.annoyed@yahoo.example", address.encode())
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.sendmail("feedback@arf.mail.yahoo.example", [f"fbl@{DOMAIN}"], complaint)

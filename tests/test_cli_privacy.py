@@ -20,17 +20,13 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from tests.helpers import write_csv
-from tests.outbox_fixtures import addressed
+from tests.outbox_fixtures import addressed, wire
 from tests.smtp_server import free_port
 from tests.test_cli import run
 
 MAILER = [sys.executable, "-m", "mailer"]
 CORPUS = Path(__file__).parent / "data" / "bounces"
 DOMAIN = "lepnetwork.example"
-
-
-def _wire(raw: bytes) -> bytes:
-    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def _captured(project: Path) -> dict[str, str]:
@@ -105,13 +101,13 @@ def test_a_bounce_and_a_complaint_suppress_then_export_and_erase_leave_nothing(
 
     # The remote server bounces one copy to its VERP return path...
     dsn = (
-        _wire((CORPUS / "postfix-permanent.eml").read_bytes())
+        wire((CORPUS / "postfix-permanent.eml").read_bytes())
         .replace(b"ann.gone@d2n2.example", gone.encode())
         .replace(f"bounces@{DOMAIN}".encode(), verp.encode())
     )
     # ...and a mailbox provider reports another reader's complaint to fbl@.
     complaint = addressed(
-        _wire((CORPUS / "yahoo-complaint.eml").read_bytes()), readers[annoyed]
+        wire((CORPUS / "yahoo-complaint.eml").read_bytes()), readers[annoyed]
     ).replace(b"fi.annoyed@yahoo.example", annoyed.encode())
     with bounce_endpoint(project) as (port, server):
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:

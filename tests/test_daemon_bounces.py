@@ -26,7 +26,7 @@ from mailer.models import (
 )
 from mailer.transports import SmtpTransport
 from tests import imap_server
-from tests.outbox_fixtures import addressed, approved, config_for, people, start, verp_for
+from tests.outbox_fixtures import addressed, approved, config_for, people, start, verp_for, wire
 from tests.smtp_server import free_port, running
 
 CORPUS = Path(__file__).parent / "data" / "bounces"
@@ -38,10 +38,6 @@ def _config(engine: Engine, tmp_path: Path, **bounces: object) -> settings.Confi
         update={"bounces": config.settings.bounces.model_copy(update=bounces)}
     )
     return dataclasses.replace(config, settings=changed)
-
-
-def _wire(raw: bytes) -> bytes:
-    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 async def _running(daemon: Daemon, until: object) -> None:
@@ -76,7 +72,7 @@ def test_the_daemon_runs_the_bounce_endpoint_and_tells_staff_of_a_disabled_conta
 
         async def report() -> None:
             assert daemon.bounce_endpoint is not None
-            raw = addressed(_wire((CORPUS / "postfix-delayed.eml").read_bytes()), verp)
+            raw = addressed(wire((CORPUS / "postfix-delayed.eml").read_bytes()), verp)
             raw = raw.replace(b"bo.full@semlep.example", flaky.email.encode())
 
             def deliver() -> None:

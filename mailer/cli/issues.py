@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mailer import calendar, clock, issuefile, issues, lint, messages, proofs, publications, tokens
-from mailer.cli.state import State, console, err, fail, state
+from mailer.cli.state import State, console, err, fail, state, write_out
 from mailer.contacts import ContactFieldError, normalise_email
 from mailer.models import Issue, IssueStatus, Publication
 from mailer.rendering import RenderedIssue, Renderer
@@ -117,14 +117,8 @@ def export_command(
     """
     with state(ctx).session() as session:
         text = issuefile.dump(issues.document(session, issues.get(session, issue_id)))
-    if file is None:
-        sys.stdout.write(text)
-        return
-    try:
-        file.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        fail(f"{file}: cannot write: {exc.strerror}")
-    err.print(f"Wrote issue {issue_id} to {escape(str(file))}")
+    if write_out(text, file, str(file)):
+        err.print(f"Wrote issue {issue_id} to {escape(str(file))}")
 
 
 @app.command("list")

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mailer import audit, bounces, privacy
-from mailer.cli.state import console, err, fail, state
+from mailer.cli.state import console, err, fail, state, write_out
 
 subject_app = typer.Typer(
     help="A person's data: a copy of everything held (subject access), or erasure.",
@@ -38,14 +38,8 @@ def export_command(
         data = privacy.export_subject(session, email)
         current.audit(session, "subject:export", _who(data), "subject access copy")
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    if out is None:
-        sys.stdout.write(text)
-        return
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        fail(f"--out {out}: cannot write: {exc.strerror or exc}")
-    err.print(f"Wrote everything held about {escape(data['email'])} to {escape(str(out))}")
+    if write_out(text, out, f"--out {out}"):
+        err.print(f"Wrote everything held about {escape(data['email'])} to {escape(str(out))}")
 
 
 def _who(data: dict[str, object]) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from pathlib import Path
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
@@ -63,6 +65,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error (no traceback) and stop with ``code``."""
     err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def write_out(text: str, path: Path | None, label: str) -> bool:
+    """Write ``text`` to ``path``, or to stdout without one; whether a file was written.
+
+    A file that cannot be written stops the command with an error naming ``label``.
+    """
+    if path is None:
+        sys.stdout.write(text)
+        return False
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"{label}: cannot write: {exc.strerror or exc}")
+    return True
 
 
 class MailerGroup(TyperGroup):
