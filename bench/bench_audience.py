@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness import (
     ROOT,
+    ZONE,
     Measure,
     create_pg_database,
     drop_pg_database,
@@ -84,7 +85,7 @@ def fill(url: str, csv_path: Path) -> int:
     with session_scope(engine) as session:
         organisations.load_lists(session, ROOT / "lists")
     with session_scope(engine) as session:
-        report = import_contacts(session, csv_path, batch_size=2000)
+        report = import_contacts(session, csv_path, zone=ZONE, batch_size=2000)
     engine.dispose()
     return report.added
 

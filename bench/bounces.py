@@ -25,10 +25,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
-from harness import ROOT, free_port
+from harness import ROOT, ZONE, free_port
 from sqlmodel import Session, col, func, select
 
-from mailer import bounces, clock, db, issues, organisations
+from mailer import bounces, clock, db, issuefile, issues, organisations
 from mailer.contacts import email_hash
 from mailer.models import BounceEvent, Contact, Organisation, OrganisationKind
 from mailer.settings import BounceSettings
@@ -105,7 +105,8 @@ def populate(url: str, contacts: int) -> None:
             )
         session.execute(sa.insert(Contact.metadata.tables["contacts"]), rows)
     with db.session_scope(engine) as session:  # one issue sent to every contact, in order
-        issue = issues.import_file(session, ROOT / "tests" / "data" / "issues" / "bulletin.md")
+        document = issuefile.read(ROOT / "tests" / "data" / "issues" / "bulletin.md", ZONE)
+        issue = issues.save_document(session, document, editor="bench")
         sent = [
             dict(
                 issue_id=issue.id,

@@ -15,7 +15,10 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
+from mailer.settings import CalendarSettings
+
 ROOT = Path(__file__).resolve().parent.parent
+ZONE = CalendarSettings().zone  # the default [calendar] timezone
 PEAK = Path(__file__).resolve().parent / "peak.py"
 
 

@@ -23,12 +23,13 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
-from harness import ROOT
+from harness import ROOT, ZONE
 
 from mailer import clock, issuefile, publications
+from mailer.content import IssueContent
 from mailer.messages import MessageTemplate, Personal, issue_key, message_id
 from mailer.models import Publication
-from mailer.rendering import IssueContent, RenderedIssue, Renderer
+from mailer.rendering import RenderedIssue, Renderer
 from mailer.settings import NetworkSettings, WebSettings
 from mailer.tokens import TokenSigner
 
@@ -36,9 +37,12 @@ NAMES = ("Ann Lee", "Bo Chan", "Zoë Brontë", "Łukasz Żółć", "Priya Patel"
 
 
 def realistic_issue(target_kb: int = 40) -> tuple[IssueContent, Renderer]:
-    doc = issuefile.read(ROOT / "tests" / "data" / "issues" / "bulletin.md")
+    doc = issuefile.read(ROOT / "tests" / "data" / "issues" / "bulletin.md", ZONE)
     renderer = Renderer(
-        ROOT / "templates", NetworkSettings(), WebSettings(base_url="https://lepnetwork.example")
+        ROOT / "templates",
+        NetworkSettings(),
+        WebSettings(base_url="https://lepnetwork.example"),
+        ZONE,
     )
     definition = publications.load(ROOT / "lists", Publication.BULLETIN)
     sections = doc.sections

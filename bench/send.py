@@ -66,13 +66,14 @@ with session_scope(engine) as session:
     session.execute(subs.insert(), [dict(contact_id=i, publication="bulletin", status="active",
                                          created_at=now, updated_at=now) for i in ids])
 content, renderer = realistic_issue()
-from mailer.issuefile import IssueDocument
+from mailer.content import IssueDocument
 doc = IssueDocument(Publication.BULLETIN, content.number, content.subject, content.preheader,
                     content.slot_at, content.sections)
 definition = publications.load(root / "lists", Publication.BULLETIN)
 with session_scope(engine) as session:
     issue = issues.save_document(session, doc)
-    issues.approve(session, issue, issues.rendering(session, issue, renderer, definition))
+    rendered = issues.rendering(session, issue, renderer, definition)
+    issues.freeze(session, issue, rendered, approver="bench")
     queued = outbox.enqueue(session, issue, definition.audience)
     print(f"issue={issue.id} queued={queued}")
 """
@@ -166,7 +167,7 @@ def sample_message(url: str, config_path: Path) -> bytes:
         with db.session_scope(engine) as session:
             issue = issues.get(session, 1)
             definition = publications.load(config.lists_dir, issue.publication)
-            renderer = Renderer(config.templates_dir, config.settings.network, config.settings.web)
+            renderer = Renderer.for_config(config)
             rendered = issues.rendering(session, issue, renderer, definition)
             template = proofs.message_template(
                 issue, rendered, definition, config.settings.network, config.settings.web.base_url

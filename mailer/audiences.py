@@ -1,9 +1,13 @@
 """Audiences: who a publication goes to, streamed, behind the internal/external firewall.
 
 The firewall: an internal publication (the bulletin) reaches contacts of LEP
-organisations only, whatever the list files or subscriptions say. The resolver
-builds it into its query and checks every row it yields; the sender calls
-:func:`check_recipient` again for each message before it is handed to SMTP.
+organisations only, whatever the list files or subscriptions say. One predicate,
+:func:`may_receive`, decides, and every door asks it: the resolver (built into its
+query from the same :func:`allowed_kinds`, and checked again on every row), the claim
+before SMTP, preferences, sign-up confirmation, the importer, the console's contact
+form and the preferences page. Membership of a LEP is granted, never self-declared
+(see :mod:`mailer.contacts`): staff put a contact there, or a confirmed address is at
+one of that LEP's own mail domains.
 
 Errors::
 
@@ -58,36 +62,37 @@ class AudienceCount:
     contacts: int
 
 
+INTERNAL_KINDS = frozenset({OrganisationKind.LEP})
+
+
+def allowed_kinds(publication: Publication) -> frozenset[OrganisationKind]:
+    """The organisation kinds whose contacts may ever receive ``publication``: LEPs only
+    for an internal publication, every kind for an external one."""
+    return INTERNAL_KINDS if publication.internal else frozenset(OrganisationKind)
+
+
+def may_receive(organisation_kind: OrganisationKind, publication: Publication) -> bool:
+    """The firewall: whether a contact of an organisation of this kind may receive
+    ``publication`` at all (status, subscription and suppression are checked apart)."""
+    return organisation_kind in allowed_kinds(publication)
+
+
+def receivable(organisation_kind: OrganisationKind) -> frozenset[Publication]:
+    """The publications a contact of an organisation of this kind may receive (and so be
+    offered, subscribed to, or imported into)."""
+    return frozenset(p for p in Publication if may_receive(organisation_kind, p))
+
+
 def check_recipient(publication: Publication, organisation_kind: OrganisationKind) -> None:
-    """Refuse an internal publication for a contact of a non-LEP organisation.
+    """Refuse a publication the organisation's contacts may not receive.
 
     :raises FirewallError: ``publication`` is internal and the organisation is not a LEP.
     """
-    if publication.internal and organisation_kind is not OrganisationKind.LEP:
+    if not may_receive(organisation_kind, publication):
         raise FirewallError(
             f"the {publication.value} is internal: a contact of a "
             f"{organisation_kind.value} organisation must never receive it"
         )
-
-
-def check_contact(session: Session, publication: Publication, contact_id: int) -> None:
-    """The per-message firewall check, read fresh from the database.
-
-    :raises FirewallError: the contact's organisation is not a LEP and ``publication`` is
-        internal, or the contact no longer exists.
-    """
-    kind = session.execute(
-        sa.select(col(Organisation.kind))
-        .join(Contact, col(Contact.organisation_id) == col(Organisation.id))
-        .where(col(Contact.id) == contact_id)
-    ).scalar_one_or_none()
-    if kind is None:
-        raise FirewallError(f"contact {contact_id} does not exist")
-    try:
-        check_recipient(publication, kind)
-    except FirewallError:
-        log.error("firewall: refused %s for contact %s (%s)", publication, contact_id, kind)
-        raise
 
 
 def members(
@@ -95,6 +100,7 @@ def members(
 ) -> sa.Select[int | None, str, str, int, OrganisationKind, Role]:
     """Active, subscribed, unsuppressed contacts of the allowed organisation kinds."""
     kinds = sorted(rule.kinds_for(publication))
+    firewall = sorted(allowed_kinds(publication))
     query = (
         sa.select(
             col(Contact.id),
@@ -119,9 +125,8 @@ def members(
             ~sa.exists().where(col(Suppression.email_hash) == col(Contact.email_hash)),
         )
     )
-    if publication.internal:
-        # The firewall, stated on its own so no rule above can ever widen it.
-        query = query.where(col(Organisation.kind) == OrganisationKind.LEP)
+    # The firewall, stated on its own so no audience rule can ever widen it.
+    query = query.where(col(Organisation.kind).in_(firewall))
     if rule.roles:
         query = query.where(col(Contact.role).in_(sorted(rule.roles)))
     return query

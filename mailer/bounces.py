@@ -274,11 +274,35 @@ def record(
             contact.id,
         )
         return Handled(report, Verdict.UNVERIFIED, contact.id)
+    verdict = apply(session, contact, report.kind, settings, detail=report.diagnostic)
+    session.commit()
+    log.info("contact %s: %s %s (code %s)", contact.id, report.kind, verdict, report.code)
+    return Handled(report, verdict, contact.id)
+
+
+def apply(
+    session: Session,
+    contact: Contact,
+    kind: BounceKind,
+    settings: BounceSettings | None,
+    *,
+    detail: str,
+    actor: str = ACTOR,
+) -> Verdict:
+    """The one bounce policy, for a relay's reply at SMTP time and a DSN or complaint
+    alike: a permanent failure or a complaint suppresses the address and ends every
+    active subscription at once; a temporary failure adds to the contact's score (once a
+    day) and disables it past the threshold. Audited; the caller commits.
+
+    A temporary failure needs ``settings`` (the score); a permanent one does not.
+    """
+    now = clock.now()
     verdict = Verdict.SCORED
-    if report.kind in (BounceKind.PERMANENT, BounceKind.COMPLAINT):
-        _suppress(session, contact, report.kind)
+    if kind in (BounceKind.PERMANENT, BounceKind.COMPLAINT):
+        _suppress(session, contact, kind)
         verdict = Verdict.SUPPRESSED
     else:
+        assert settings is not None, "scoring a temporary failure needs [bounces] settings"
         today = now.date()
         stale = contact.last_bounce_at is None or now - contact.last_bounce_at > timedelta(
             days=settings.stale_days
@@ -295,14 +319,39 @@ def record(
     contact.updated_at = now
     audit.record(
         session,
-        ACTOR,
+        actor,
         f"bounce:{verdict}",
         target=f"contact {contact.id}",
-        detail=f"{report.kind}: {report.diagnostic}"[:2000],
+        detail=f"{kind}: {detail}"[:2000],
     )
-    session.commit()
-    log.info("contact %s: %s %s (code %s)", contact.id, report.kind, verdict, report.code)
-    return Handled(report, verdict, contact.id)
+    return verdict
+
+
+def smtp_failure(
+    session: Session, delivery_id: int, contact_id: int, code: int, reply: str
+) -> Verdict | None:
+    """A permanent (5xx) reply from the relay for one delivery: recorded as a bounce and
+    handed to the same policy as a DSN (:func:`apply`). The caller commits."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        return None
+    session.add(
+        BounceEvent(
+            contact_id=contact_id,
+            delivery_id=delivery_id,
+            email_hash=contact.email_hash,
+            kind=BounceKind.PERMANENT,
+            source="smtp",
+            code=code,
+            diagnostic=reply[:1000],
+            created_at=clock.now(),
+        )
+    )
+    verdict = apply(
+        session, contact, BounceKind.PERMANENT, None, detail=f"{code} {reply}", actor="relay reply"
+    )
+    log.info("contact %s suppressed after a permanent failure (%s)", contact_id, code)
+    return verdict
 
 
 def handle(

@@ -62,6 +62,24 @@ def next_working_day(day: date) -> date:
     return day
 
 
+def previous_working_day(day: date) -> date:
+    """``day`` itself if it is a working day, otherwise the one before."""
+    while not is_working_day(day):
+        day -= timedelta(days=1)
+    return day
+
+
+def _off_holidays(day: date, skip: Sequence[int]) -> date | None:
+    """A rhythm date moved off a weekend or bank holiday: to the next working day, or back
+    to the previous one when the next falls in a skipped month or another year; None (the
+    date is dropped) when neither stays in ``day``'s season."""
+    for moved in (next_working_day(day), previous_working_day(day)):
+        if moved.year == day.year and moved.month not in skip:
+            return moved
+    log.warning("no working day near %s outside the skipped months: no slot", day)
+    return None
+
+
 def working_days_before(day: date, count: int) -> date:
     """The working day ``count`` working days before ``day``."""
     while count > 0:
@@ -88,15 +106,18 @@ def _seasons(year: int, skip: Sequence[int]) -> Iterator[list[int]]:
 def bulletin_dates(year: int, cadence: BulletinCadence) -> list[date]:
     """The bulletin dates of ``year``: each season (a run of months not skipped) starts on
     the first chosen weekday of its first month (in January, on or after
-    ``new_year_start_day``), then every ``interval_days``; bank holidays move on a day."""
+    ``new_year_start_day``), then every ``interval_days``; a date on a bank holiday moves
+    to the next working day, or back when the next is in a skipped month."""
     weekday = WEEKDAYS.index(cadence.weekday)
-    found = []
+    found: list[date] = []
     for months in _seasons(year, cadence.skip_months):
         first = cadence.new_year_start_day if months[0] == 1 else 1
         day = date(year, months[0], first)
         day += timedelta(days=(weekday - day.weekday()) % 7)
         while day.year == year and day.month in months:
-            found.append(next_working_day(day))
+            moved = _off_holidays(day, cadence.skip_months)
+            if moved is not None and moved not in found:
+                found.append(moved)
             day += timedelta(days=cadence.interval_days)
     return found
 
@@ -110,7 +131,9 @@ def newsletter_dates(year: int, cadence: NewsletterCadence) -> list[date]:
             continue
         first = date(year, month, 1)
         day = first + timedelta(days=(weekday - first.weekday()) % 7)
-        found.append(next_working_day(day + timedelta(weeks=cadence.week_of_month - 1)))
+        moved = _off_holidays(day + timedelta(weeks=cadence.week_of_month - 1), cadence.skip_months)
+        if moved is not None:
+            found.append(moved)
     return found[: cadence.max_per_year]
 
 
@@ -158,7 +181,8 @@ def _slots_in_year(session: Session, publication: Publication, year: int, zone: 
     )
 
 
-def _next_number(session: Session, publication: Publication, year: int) -> str:
+def next_number(session: Session, publication: Publication, year: int) -> str:
+    """The next number of ``publication`` in ``year`` after every slot and issue: '2027/23'."""
     prefix = f"{year}/"
     taken = session.exec(
         select(Slot.number).where(
@@ -263,9 +287,7 @@ def _add(
     )
     slot = Slot(
         publication=publication,
-        number=waiting.number
-        if waiting and not taken
-        else _next_number(session, publication, year),
+        number=waiting.number if waiting and not taken else next_number(session, publication, year),
         send_at=send_at,
         deadline_at=deadline_for(send_at, publication, settings),
         origin=origin,
@@ -358,50 +380,6 @@ def skip_slot(session: Session, slot_id: int, note: str = "") -> Slot:
     slot.updated_at = clock.now()
     session.flush()
     return slot
-
-
-def slot_for_issue(session: Session, issue: Issue, settings: Settings) -> Slot | None:
-    """The calendar slot an issue goes out at, made from its own time if the calendar has
-    none yet; a draft's time follows its slot's. None for an issue with no time.
-
-    :raises CalendarError: a new newsletter slot would pass the yearly cap.
-    """
-    zone = ZoneInfo(settings.calendar.timezone)
-    if issue.slot_at is not None:
-        ensure_year(session, issue.slot_at.astimezone(zone).year, settings)
-    slot = session.exec(
-        select(Slot).where(
-            col(Slot.publication) == issue.publication, col(Slot.number) == issue.number
-        )
-    ).first()
-    if slot is not None:
-        if issue.status is IssueStatus.DRAFT and slot.status is SlotStatus.PLANNED:
-            issue.slot_at = slot.send_at
-        return slot
-    if issue.slot_at is None or issue.slot_at <= clock.now():
-        return None
-    _check_cap(session, issue.publication, issue.slot_at.astimezone(zone).year, settings)
-    slot = Slot(
-        publication=issue.publication,
-        number=issue.number,
-        send_at=issue.slot_at,
-        deadline_at=deadline_for(issue.slot_at, issue.publication, settings),
-        origin="issue",
-    )
-    session.add(slot)
-    session.flush()
-    return slot
-
-
-def slot_at(session: Session, publication: Publication, send_at: datetime) -> Slot | None:
-    """The planned slot of ``publication`` at exactly ``send_at``, if any."""
-    return session.exec(
-        select(Slot).where(
-            col(Slot.publication) == publication,
-            col(Slot.send_at) == send_at,
-            col(Slot.status) == SlotStatus.PLANNED,
-        )
-    ).first()
 
 
 def next_open_slot(session: Session, publication: Publication, after: datetime) -> Slot | None:

@@ -1,4 +1,8 @@
-"""Contacts: addresses normalised and hashed, field parsing, listing and CSV export.
+"""Contacts: addresses normalised and hashed, field parsing, membership, listing, CSV export.
+
+Membership of an organisation changes only through :func:`move` (staff: the importer,
+the console, ``mailer contacts link``; or a confirmed address at a LEP's own domain):
+what readers type is kept as a stated organisation, never as membership.
 
 Every CSV cell written for a spreadsheet (export, import reports) that begins with
 ``= + - @``, a tab or a carriage return gets a leading ``'`` so no spreadsheet runs it
@@ -25,6 +29,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from mailer import audiences, audit, clock
 from mailer.models import (
     Contact,
     ContactStatus,
@@ -38,6 +43,7 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
+from mailer.organisations import AmbiguousOrganisation, Directory
 
 EXPORT_COLUMNS = (
     "email",
@@ -218,6 +224,118 @@ def parse_publications(raw: str) -> frozenset[Publication] | None:
     return frozenset(chosen)
 
 
+def move(
+    session: Session,
+    contact: Contact,
+    organisation: Organisation,
+    *,
+    actor: str,
+    subscribe: bool = True,
+) -> bool:
+    """Make ``contact`` a contact of ``organisation``: the one way membership changes.
+
+    Only staff (or a confirmed address at a LEP's own domain) may call this. Active
+    subscriptions to publications the new organisation may not receive end at once (the
+    firewall, :func:`mailer.audiences.may_receive`); with ``subscribe``, a contact that
+    may now receive a publication it has never had gets it, as an imported contact would
+    (one it ended stays ended). The stated organisation is cleared. Audited by ``actor``; the caller
+    commits. Returns whether the organisation changed.
+    """
+    assert contact.id is not None and organisation.id is not None
+    now = clock.now()
+    changed = contact.organisation_id != organisation.id
+    before = session.get(Organisation, contact.organisation_id) if changed else organisation
+    contact.organisation_id = organisation.id
+    if changed:
+        contact.stated_organisation = None
+    contact.updated_at = now
+    allowed = audiences.receivable(organisation.kind)
+    held = {
+        s.publication: s
+        for s in session.exec(
+            select(Subscription).where(col(Subscription.contact_id) == contact.id)
+        )
+    }
+    ended, added = [], []
+    for publication, subscription in held.items():
+        if publication not in allowed and subscription.status in (
+            SubscriptionStatus.ACTIVE,
+            SubscriptionStatus.PENDING,
+        ):
+            session.delete(subscription)
+            ended.append(publication.value)
+    if changed and subscribe:
+        for publication in sorted(allowed - set(held)):
+            session.add(Subscription(contact_id=contact.id, publication=publication))
+            added.append(publication.value)
+    session.flush()
+    if changed or ended:
+        detail = f"{before.name if before else '?'} -> {organisation.name}"
+        if ended:
+            detail += f"; ended {', '.join(ended)} (not for {organisation.kind.value})"
+        if added:
+            detail += f"; subscribed to {', '.join(added)}"
+        audit.record(session, actor, "contact:organisation", f"contact {contact.id}", detail)
+    return changed
+
+
+def edit(
+    session: Session,
+    contact_id: int,
+    *,
+    name: str,
+    role: Role,
+    organisation_id: int,
+    actor: str,
+) -> Contact:
+    """Change a contact's name, role and organisation (staff). Audited; the caller commits.
+
+    :raises ContactFieldError: there is no such contact or organisation, or the name is
+        not valid.
+    """
+    contact = session.get(Contact, contact_id)
+    if contact is None or contact.status is ContactStatus.ERASED:
+        raise ContactFieldError(f"there is no contact {contact_id}")
+    organisation = session.get(Organisation, organisation_id)
+    if organisation is None:
+        raise ContactFieldError("organisation: choose one from the list")
+    contact.name = clean_name(name)
+    contact.role = role
+    move(session, contact, organisation, actor=actor)
+    audit.record(session, actor, "contact:edit", f"contact {contact_id}", f"{role}")
+    return contact
+
+
+def link_stated(
+    session: Session, email: str, organisation: str | None, *, actor: str
+) -> tuple[Contact, Organisation]:
+    """Link a contact to the organisation it stated at sign-up, or to ``organisation``:
+    staff confirming who a reader works for. Audited; the caller commits.
+
+    :raises ContactFieldError: no such contact, nothing stated and no organisation named,
+        or the organisation is unknown or ambiguous.
+    """
+    address = normalise_email(email)
+    contact = session.exec(select(Contact).where(col(Contact.email) == address)).first()
+    if contact is None or contact.status is ContactStatus.ERASED:
+        raise ContactFieldError(f"there is no contact {address}")
+    wanted = (organisation or contact.stated_organisation or "").strip()
+    if not wanted:
+        raise ContactFieldError(f"{address} stated no organisation: name the one to link it to")
+    directory = Directory.load(session)
+    try:
+        found = directory.find(wanted)
+    except AmbiguousOrganisation as exc:
+        raise ContactFieldError(str(exc)) from None
+    if found is None:
+        hint = directory.suggest(wanted)
+        did_you_mean = f"; did you mean {hint!r}?" if hint else " (see `mailer orgs list`)"
+        raise ContactFieldError(f"unknown organisation {wanted!r}{did_you_mean}")
+    move(session, contact, found, actor=actor)
+    contact.stated_organisation = None
+    return contact, found
+
+
 @dataclass(frozen=True)
 class ContactRow:
     """One contact as listed or exported, with its organisation, active publications and
@@ -234,6 +352,8 @@ class ContactRow:
     source: str
     publications: tuple[Publication, ...]
     unsubscribed: tuple[Publication, ...] = ()
+    stated_organisation: str | None = None
+    contact_id: int = 0
 
 
 def _like_pattern(text: str) -> str:
@@ -243,7 +363,7 @@ def _like_pattern(text: str) -> str:
 
 
 def _rows_query(
-    organisation: str | None, role: Role | None, search: str | None
+    organisation: str | None, role: Role | None, search: str | None, stated: bool = False
 ) -> sa.Select[Contact, Organisation]:
     query = (
         sa.select(Contact, Organisation)
@@ -261,6 +381,8 @@ def _rows_query(
         )
     if role is not None:
         query = query.where(col(Contact.role) == role)
+    if stated:
+        query = query.where(col(Contact.stated_organisation).is_not(None))
     if search:
         pattern = _like_pattern(search.casefold())
         query = query.where(
@@ -278,13 +400,21 @@ def iter_contacts(
     organisation: str | None = None,
     role: Role | None = None,
     search: str | None = None,
+    stated: bool = False,
     limit: int | None = None,
     chunk: int = 1000,
 ) -> Iterator[ContactRow]:
-    """Contacts (not erased) in id order with their active and ended publications, streamed."""
-    query = _rows_query(organisation, role, search)
+    """Contacts (not erased) in id order with their active and ended publications, streamed;
+    with ``stated``, only those with a stated organisation for staff to review."""
+    query = _rows_query(organisation, role, search, stated)
     if limit:
         query = query.limit(limit)
+    yield from _rows(session, query, chunk=chunk)
+
+
+def _rows(
+    session: Session, query: sa.Select[Contact, Organisation], *, chunk: int
+) -> Iterator[ContactRow]:
     contacts = session.execute(query.execution_options(yield_per=chunk))
     for batch in contacts.partitions():
         ids = [contact.id for contact, _ in batch]
@@ -318,7 +448,16 @@ def iter_contacts(
                 source=contact.consent_source or "",
                 publications=publications.get(contact.id or 0, ()),
                 unsubscribed=ended.get(contact.id or 0, ()),
+                stated_organisation=contact.stated_organisation,
+                contact_id=contact.id or 0,
             )
+
+
+def contact_row(session: Session, contact_id: int) -> ContactRow | None:
+    """One contact as :func:`iter_contacts` lists it, found by its id."""
+    query = _rows_query(None, None, None).where(col(Contact.id) == contact_id)
+    found = list(_rows(session, query, chunk=1))  # read to the end: the cursor closes
+    return found[0] if found else None
 
 
 def count_contacts(
@@ -327,9 +466,10 @@ def count_contacts(
     organisation: str | None = None,
     role: Role | None = None,
     search: str | None = None,
+    stated: bool = False,
 ) -> int:
     """How many contacts match the same filters as :func:`iter_contacts`."""
-    query = _rows_query(organisation, role, search).order_by(None)
+    query = _rows_query(organisation, role, search, stated).order_by(None)
     return int(
         session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     )

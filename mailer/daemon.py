@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, date, timedelta
-from email.message import EmailMessage
 from functools import partial
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -31,7 +30,7 @@ from sqlmodel import Session
 from mailer import bounces, calendar, clock, delivery, messages, privacy, subscriptions, tokens
 from mailer.calendar import Decision
 from mailer.models import Slot
-from mailer.notices import Notices, tell_disabled
+from mailer.notices import Notice, Notices, tell_disabled
 from mailer.settings import Config
 from mailer.transports import Transport, TransportError, from_config
 
@@ -347,7 +346,7 @@ class Daemon:
         if done:
             log.info("bounce mailbox: %s reports recorded", done)
 
-    async def _notify(self, built: list[EmailMessage], what: str) -> bool:
+    async def _notify(self, built: list[Notice], what: str) -> bool:
         """Send notices to staff; whether the relay accepted every one."""
         try:
             replies = await self.notices.send(self.new_transport(), built)

@@ -139,7 +139,7 @@ class Sender:
         self.worker = worker or outbox.worker_name()
         self.domain = config.settings.network.domain
         self.settings = config.settings.delivery
-        self.renderer = Renderer(config.templates_dir, config.settings.network, config.settings.web)
+        self.renderer = Renderer.for_config(config)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailer-db")
         self._prepared: dict[int, _Prepared] = {}
         self._stopping = False

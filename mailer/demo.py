@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import random
 import re
 from collections.abc import Iterator, Sequence
@@ -19,9 +20,10 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from mailer import events, issuefile, issues
-from mailer.models import Issue
+from mailer import calendar, editorial, events, issuefile
+from mailer.models import Issue, Publication
 from mailer.organisations import EXTERNAL_FILE, LEPS_FILE
+from mailer.settings import Settings
 
 FIRST_NAMES = [
     "Alex",
@@ -166,26 +168,42 @@ class DemoContent:
     issues_created: tuple[str, ...]
 
 
-def load_content(session: Session, lists_dir: Path) -> DemoContent:
+def load_content(session: Session, lists_dir: Path, settings: Settings) -> DemoContent:
     """The demo events diary and issues from ``lists/demo/``; what exists already is kept.
+
+    Each demo issue takes the open slot its file names (the newsletters of that year are
+    planned first, as staff would with `mailer calendar plan`), or the next open slot of
+    its publication once that time has passed.
 
     :raises EventError, IssueFileError: a demo file is malformed.
     """
+    zone = settings.calendar.zone
     folder = lists_dir / DEMO_FOLDER
     diary = folder / "events.csv"
     added = events.import_csv(session, diary).added if diary.exists() else 0
     created = []
     for path in sorted(folder.glob("*.md")):
-        document = issuefile.read(path)
+        document = issuefile.read(path, zone)
         known = session.exec(
             select(Issue).where(
                 col(Issue.publication) == document.publication,
-                col(Issue.number) == document.number,
+                col(Issue.subject) == document.subject,
             )
         ).first()
-        if known is None:
-            issue = issues.save_document(session, document, editor="demo")
-            created.append(f"{issue.publication} {issue.number}")
+        if known is not None:
+            continue
+        if document.slot_at is not None and document.publication is Publication.NEWSLETTER:
+            calendar.plan_newsletters(session, document.slot_at.astimezone(zone).year, settings)
+        try:
+            with session.begin_nested():
+                issue = editorial.save(session, document, editor="demo", settings=settings)
+        except editorial.SlotError:  # its time has passed: the next open slot instead
+            later = editorial.new_draft(
+                session, document.publication, slot_at=None, settings=settings
+            )
+            moved = dataclasses.replace(document, number=later.number, slot_at=later.slot_at)
+            issue = editorial.save(session, moved, editor="demo", settings=settings)
+        created.append(f"{issue.publication} {issue.number}")
     return DemoContent(events_added=added, issues_created=tuple(created))
 
 

@@ -27,12 +27,13 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, col, select
 
-from mailer import clock
+from mailer import audiences, clock
 from mailer.contacts import (
     ContactFieldError,
     clean_name,
     email_hash,
     from_spreadsheet_cell,
+    move,
     normalise_email,
     parse_lawful_basis,
     parse_publications,
@@ -42,6 +43,7 @@ from mailer.models import (
     Contact,
     ContactStatus,
     LawfulBasis,
+    Organisation,
     Publication,
     Role,
     Subscription,
@@ -49,7 +51,7 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.organisations import AmbiguousOrganisation, Directory
+from mailer.organisations import AmbiguousOrganisation, Directory, default_basis
 
 REQUIRED_COLUMNS = ("email", "name", "organisation", "role")
 OPTIONAL_COLUMNS = (
@@ -69,8 +71,7 @@ _HEADER_ALIASES = {
     "org": "organisation",
     "job role": "role",
 }
-_UK = ZoneInfo("Europe/London")
-_EARLIEST = datetime(2000, 1, 1, tzinfo=_UK)
+_EARLIEST = date(2000, 1, 1)
 _CHUNK = 1 << 20
 _SOURCE_MAX = 200
 _WORDING_MAX = 60
@@ -212,7 +213,8 @@ def _delimiter(header_line: str) -> str:
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-def _parse_when(raw: str) -> datetime | None:
+def _parse_when(raw: str, zone: ZoneInfo) -> datetime | None:
+    """A consent date or time; without an offset, local time in ``zone``."""
     text = raw.strip()
     if not text:
         return None
@@ -221,14 +223,14 @@ def _parse_when(raw: str) -> datetime | None:
     try:
         if match:
             day, month, year = (int(g) for g in match.groups())
-            parsed = datetime.combine(date(year, month, day), time(0), tzinfo=_UK)
+            parsed = datetime.combine(date(year, month, day), time(0), tzinfo=zone)
         elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            parsed = datetime.combine(date.fromisoformat(text), time(0), tzinfo=_UK)
+            parsed = datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
         else:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=_UK)
-        too_early = parsed < _EARLIEST
+                parsed = parsed.replace(tzinfo=zone)
+        too_early = parsed < datetime.combine(_EARLIEST, time(0), tzinfo=zone)
         in_future = parsed > clock.now()
     except (ValueError, OverflowError):
         raise _RowRejected(
@@ -265,8 +267,9 @@ def _parse_status(raw: str) -> ContactStatus:
 class _Reader:
     """Turns CSV records into checked rows; keeps track of addresses seen."""
 
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, zone: ZoneInfo) -> None:
         self.directory = directory
+        self.zone = zone
         self.seen: dict[str, int] = {}
 
     def check(self, line: int, cells: dict[str, str]) -> _Row:
@@ -299,14 +302,13 @@ class _Reader:
             basis = parse_lawful_basis(cells.get("lawful_basis", ""))
         except ContactFieldError as exc:
             raise _RowRejected("lawful_basis", str(exc)) from None
-        is_lep = organisation.kind == "lep"
-        if basis is None and not is_lep:
+        if basis is None and default_basis(organisation.kind) is None:
             raise _RowRejected(
                 "lawful_basis",
                 f"{organisation.name} is not a LEP: an external contact needs a lawful_basis "
                 "(consent or legitimate_interest)",
             )
-        consented_at = _parse_when(cells.get("consented_at", ""))
+        consented_at = _parse_when(cells.get("consented_at", ""), self.zone)
         if basis is LawfulBasis.CONSENT and consented_at is None:
             raise _RowRejected("consented_at", "consent needs the date it was given")
         try:
@@ -318,20 +320,20 @@ class _Reader:
         except ContactFieldError as exc:
             raise _RowRejected("unsubscribed", str(exc)) from None
         explicit_publications = publications is not None
+        offered = audiences.receivable(organisation.kind)
         if publications is None:
-            default = frozenset(Publication) if is_lep else frozenset({Publication.NEWSLETTER})
-            publications = default - ended
+            publications = offered - ended
         both = sorted(p.value for p in publications & ended)
         if both:
             raise _RowRejected(
                 "unsubscribed",
                 f"{' and '.join(both)} is both in publications and unsubscribed",
             )
-        internal = sorted(p.value for p in publications if p.internal)
-        if internal and not is_lep:
+        refused = sorted(p.value for p in publications if p not in offered)
+        if refused:
             raise _RowRejected(
                 "publications",
-                f"the {', '.join(internal)} is internal: only contacts of LEPs may receive it "
+                f"the {', '.join(refused)} is internal: only contacts of LEPs may receive it "
                 f"({organisation.name} is {organisation.kind.value.replace('_', ' ')})",
             )
         source = _parse_text(cells, "source", _SOURCE_MAX)
@@ -344,7 +346,7 @@ class _Reader:
             name=name,
             organisation_id=organisation.id,
             role=role,
-            lawful_basis=basis or LawfulBasis.LEGITIMATE_INTEREST,
+            lawful_basis=basis or default_basis(organisation.kind) or LawfulBasis.CONSENT,
             explicit_basis=basis is not None,
             consented_at=consented_at,
             source=source,
@@ -540,7 +542,6 @@ class _Writer:
                     )
                 )
         contact.name = row.name
-        contact.organisation_id = row.organisation_id
         contact.role = row.role
         if row.explicit_basis:
             contact.lawful_basis = row.lawful_basis
@@ -563,6 +564,16 @@ class _Writer:
                     updated_at=self.now,
                 )
             )
+        organisation = self.session.get(Organisation, row.organisation_id)
+        assert organisation is not None
+        # The firewall ends what the new organisation may not receive.
+        move(
+            self.session,
+            contact,
+            organisation,
+            actor=self.default_source,
+            subscribe=not row.explicit_publications,
+        )
 
 
 @dataclass(frozen=True)
@@ -610,6 +621,7 @@ def import_contacts(
     session: Session,
     path: Path,
     *,
+    zone: ZoneInfo,
     dry_run: bool = False,
     update: bool = False,
     source: str | None = None,
@@ -618,6 +630,7 @@ def import_contacts(
 ) -> ImportReport:
     """Import contacts from a CSV file; commit the valid rows, or with ``dry_run`` nothing.
 
+    Dates without an offset are local time in ``zone`` (``[calendar] timezone``).
     ``progress(line, total_lines)`` is called after each batch. A column with no name in
     the header row is ignored when it is empty all the way down.
 
@@ -636,7 +649,7 @@ def import_contacts(
             "check accented names"
         )
     default_source = source or f"import:{path.name}"[:_SOURCE_MAX]
-    reader = _Reader(Directory.load(session))
+    reader = _Reader(Directory.load(session), zone)
     writer = _Writer(session, report, update, default_source)
     header = _Header([], [])
     batch: list[_Row] = []

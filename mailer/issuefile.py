@@ -38,18 +38,11 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from mailer import content
+from mailer.content import ImageContent, IssueDocument, ItemContent, SectionContent, SponsorContent
 from mailer.markup import single_line
 from mailer.models import Publication
-from mailer.rendering import (
-    EventContent,
-    ImageContent,
-    IssueContent,
-    ItemContent,
-    SectionContent,
-    SponsorContent,
-)
 
-LONDON = ZoneInfo("Europe/London")
 FRONT_KEYS = ("publication", "number", "subject", "preheader", "slot", "sponsor")
 SPONSOR_KEYS = ("name", "link", "blurb", "logo", "logo_alt")
 ITEM_KEYS = {"link": "Link", "image": "Image", "image-alt": "Image-Alt", "image-size": "Image-Size"}
@@ -60,31 +53,6 @@ _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 
 class IssueFileError(ValueError):
     """The issue file is malformed."""
-
-
-@dataclass(frozen=True)
-class IssueDocument:
-    """An issue as staff write it."""
-
-    publication: Publication
-    number: str
-    subject: str
-    preheader: str
-    slot_at: datetime | None
-    sections: tuple[SectionContent, ...]
-    sponsor: SponsorContent | None = None
-
-    def content(self, events: tuple[EventContent, ...] = ()) -> IssueContent:
-        """What rendering needs: this document plus the events diary it carries."""
-        return IssueContent(
-            number=self.number,
-            subject=self.subject,
-            preheader=self.preheader,
-            slot_at=self.slot_at,
-            sections=self.sections,
-            events=events,
-            sponsor=self.sponsor,
-        )
 
 
 def _url(value: str, where: str, schemes: tuple[str, ...] = ("https://", "http://")) -> str:
@@ -105,8 +73,8 @@ def _line(value: object, where: str, *, max_length: int = 300, required: bool = 
         raise IssueFileError(str(exc)) from None
 
 
-def parse_slot(value: object, where: str = "slot") -> datetime | None:
-    """A send time: ISO 8601, with or without offset (then London time).
+def parse_slot(value: object, zone: ZoneInfo, where: str = "slot") -> datetime | None:
+    """A send time: ISO 8601, with or without offset (then local time in ``zone``).
 
     :raises IssueFileError: not a date and time.
     """
@@ -123,7 +91,7 @@ def parse_slot(value: object, where: str = "slot") -> datetime | None:
             raise IssueFileError(
                 f"{where}: expected a date and time like 2027-03-04T09:30, got {value!r}"
             ) from None
-    return parsed.replace(tzinfo=LONDON) if parsed.tzinfo is None else parsed
+    return parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed
 
 
 def _front(text: str, path: str) -> tuple[dict[str, Any], int]:
@@ -198,8 +166,8 @@ class _ItemDraft:
         )
 
 
-def parse(text: str, path: str = "<issue>") -> IssueDocument:
-    """Read an issue file's text.
+def parse(text: str, zone: ZoneInfo, path: str = "<issue>") -> IssueDocument:
+    """Read an issue file's text; a slot without an offset is local time in ``zone``.
 
     :raises IssueFileError: the front matter or a section is malformed (names the line).
     """
@@ -263,7 +231,7 @@ def parse(text: str, path: str = "<issue>") -> IssueDocument:
         number=number,
         subject=_line(front.get("subject"), f"{path}: subject", max_length=200),
         preheader=_line(front.get("preheader"), f"{path}: preheader", required=False),
-        slot_at=parse_slot(front.get("slot"), f"{path}: slot"),
+        slot_at=parse_slot(front.get("slot"), zone, f"{path}: slot"),
         sections=tuple(
             SectionContent(heading, tuple(draft.build(path) for draft in drafts))
             for heading, _, drafts in sections
@@ -272,8 +240,8 @@ def parse(text: str, path: str = "<issue>") -> IssueDocument:
     )
 
 
-def read(path: Path) -> IssueDocument:
-    """Read an issue file.
+def read(path: Path, zone: ZoneInfo) -> IssueDocument:
+    """Read an issue file (see :func:`parse`).
 
     :raises IssueFileError: the file cannot be read or is malformed.
     """
@@ -283,17 +251,17 @@ def read(path: Path) -> IssueDocument:
         raise IssueFileError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise IssueFileError(f"{path}: cannot read: {exc}") from None
-    return parse(text, str(path))
+    return parse(text, zone, str(path))
 
 
-def dump(document: IssueDocument) -> str:
-    """The file text for ``document``; :func:`parse` reads it back unchanged."""
+def dump(document: IssueDocument, zone: ZoneInfo) -> str:
+    """The file text for ``document``, its slot in ``zone``; :func:`parse` reads it back."""
     front: dict[str, Any] = {
         "publication": document.publication.value,
         "number": document.number,
         "subject": document.subject,
         "preheader": document.preheader,
-        "slot": document.slot_at.astimezone(LONDON).isoformat() if document.slot_at else "",
+        "slot": document.slot_at.astimezone(zone).isoformat() if document.slot_at else "",
     }
     if document.sponsor is not None:
         front["sponsor"] = {
@@ -317,51 +285,8 @@ def dump(document: IssueDocument) -> str:
     return "\n".join(lines) + "\n"
 
 
-def skeleton(publication: Publication, number: str, slot_at: datetime | None) -> str:
-    """A ready-to-edit file for a new issue."""
-    sponsor = (
-        None
-        if publication.internal
-        else SponsorContent(
-            name="Sponsor name",
-            link="https://sponsor.example",
-            blurb="One or two sentences about the sponsor.",
-            logo="https://sponsor.example/logo.png",
-            logo_alt="Sponsor name logo",
-        )
-    )
-    sections = (
-        SectionContent(
-            "Updates from government",
-            (
-                ItemContent(
-                    title="Headline of the first item",
-                    body="Two or three sentences in **Markdown**. Link to the source with "
-                    "[descriptive text](https://www.gov.uk).",
-                    link="https://www.gov.uk",
-                    image=ImageContent(
-                        url="https://images.example/photo.jpg",
-                        alt="Describe what the picture shows",
-                        width=600,
-                        height=300,
-                    ),
-                ),
-            ),
-        ),
-        SectionContent(
-            "LEP news",
-            (ItemContent(title="A LEP success story", body="What happened, where, and why."),),
-        ),
-    )
-    name = "LEP Network Bulletin" if publication.internal else "LEP Network Newsletter"
-    return dump(
-        IssueDocument(
-            publication=publication,
-            number=number,
-            subject=f"{name} {number}: the headline story",
-            preheader="One honest sentence that previews the issue",
-            slot_at=slot_at,
-            sections=sections,
-            sponsor=sponsor,
-        )
-    )
+def skeleton(
+    publication: Publication, number: str, slot_at: datetime | None, zone: ZoneInfo
+) -> str:
+    """A ready-to-edit file for a new issue (its placeholders are lint errors)."""
+    return dump(content.skeleton(publication, number, slot_at), zone)

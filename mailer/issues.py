@@ -14,26 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from mailer import clock, events
-from mailer.issuefile import LONDON, IssueDocument, read
-from mailer.models import Issue, IssueStatus, Item, Publication, Section
-from mailer.publications import PublicationDefinition
-from mailer.rendering import (
+from mailer.content import (
     EventContent,
     ImageContent,
     IssueContent,
+    IssueDocument,
     ItemContent,
-    RenderedIssue,
-    Renderer,
     SectionContent,
-    Slots,
     SponsorContent,
 )
+from mailer.models import Issue, IssueStatus, Item, Publication, Section
+from mailer.publications import PublicationDefinition
+from mailer.rendering import RenderedIssue, Renderer, Slots
 
 TRANSITIONS: dict[IssueStatus, frozenset[IssueStatus]] = {
     IssueStatus.DRAFT: frozenset({IssueStatus.APPROVED, IssueStatus.CANCELLED}),
@@ -155,6 +153,23 @@ def _store_content(session: Session, issue: Issue, document: IssueDocument) -> N
     session.flush()
 
 
+def editable(session: Session, issue_id: int, publication: Publication) -> Issue:
+    """The draft ``issue_id``, to be given new content of ``publication``.
+
+    :raises IssueError: there is no such issue, or it is of another publication.
+    :raises IssueStateError: it is not a draft.
+    """
+    issue = get(session, issue_id)
+    if issue.status is not IssueStatus.DRAFT:
+        raise IssueStateError(
+            f"issue {issue_id} is {issue.status}: only a draft can be edited "
+            "(`mailer issue reopen` makes an approved issue a draft again)"
+        )
+    if issue.publication != publication:
+        raise IssueError(f"issue {issue_id} is a {issue.publication}; the file is a {publication}")
+    return issue
+
+
 def save_document(
     session: Session,
     document: IssueDocument,
@@ -162,30 +177,23 @@ def save_document(
     issue_id: int | None = None,
     editor: str | None = None,
 ) -> Issue:
-    """Create an issue from a document, or replace a draft's content with it.
+    """Store a document as a new issue, or as a draft's new content.
 
-    A document without a number gets the next free one in its slot's year.
+    The number and slot are the caller's to decide (:mod:`mailer.editorial` binds every
+    issue to its slot); this only stores.
 
-    :raises IssueError: the number is taken by another issue, or the publication differs.
+    :raises IssueError: the number is missing or taken by another issue, or the
+        publication differs.
     :raises IssueStateError: the issue to replace is not a draft.
     """
     now = clock.now()
+    number = document.number
+    if not number:
+        raise IssueError("an issue needs a number (its slot's)")
     if issue_id is None:
-        year = (document.slot_at or now).astimezone(LONDON).year
-        number = document.number or next_number(session, document.publication, year)
         issue = Issue(publication=document.publication, number=number, subject=document.subject)
     else:
-        issue = get(session, issue_id)
-        if issue.status is not IssueStatus.DRAFT:
-            raise IssueStateError(
-                f"issue {issue_id} is {issue.status}: only a draft can be edited "
-                "(`mailer issue reopen` makes an approved issue a draft again)"
-            )
-        if issue.publication != document.publication:
-            raise IssueError(
-                f"issue {issue_id} is a {issue.publication}; the file is a {document.publication}"
-            )
-        number = document.number or issue.number
+        issue = editable(session, issue_id, document.publication)
     clash = session.exec(
         select(Issue).where(
             col(Issue.publication) == document.publication,
@@ -254,9 +262,10 @@ def document(session: Session, issue: Issue) -> IssueDocument:
     )
 
 
-def content(session: Session, issue: Issue) -> IssueContent:
-    """What the issue says, with the events diary for its audience and slot."""
-    start = (issue.slot_at or clock.now()).astimezone(LONDON).date()
+def content(session: Session, issue: Issue, zone: ZoneInfo) -> IssueContent:
+    """What the issue says, with the events diary for its audience from its slot's day
+    (in ``zone``, the calendar's time zone)."""
+    start = (issue.slot_at or clock.now()).astimezone(zone).date()
     diary = tuple(
         EventContent(e.starts_on, e.title, e.location, e.link)
         for e in events.upcoming(session, issue.publication, start)
@@ -277,17 +286,12 @@ def rendering(
             slots=slots,
             links=renderer.links(slots),
         )
-    return renderer.render(content(session, issue), definition)
+    return renderer.render(content(session, issue, renderer.zone), definition)
 
 
-def approve(
-    session: Session,
-    issue: Issue,
-    rendered: RenderedIssue,
-    *,
-    approver: str | None = None,
-) -> Issue:
-    """Freeze a draft with its rendering (the caller has linted it).
+def freeze(session: Session, issue: Issue, rendered: RenderedIssue, *, approver: str) -> Issue:
+    """Freeze a draft with its rendering. Only :func:`mailer.editorial.approve` calls this:
+    it checks the lint gate, the four eyes and the slot first.
 
     :raises IssueStateError: the issue is not a draft.
     """
@@ -325,20 +329,9 @@ def cancel(session: Session, issue: Issue) -> Issue:
     return transition(session, issue, IssueStatus.CANCELLED)
 
 
-def import_file(
-    session: Session, path: Path, *, issue_id: int | None = None, editor: str | None = None
-) -> Issue:
-    """Create (or, with ``issue_id``, replace the draft of) an issue from an issue file.
-
-    :raises IssueFileError: the file is malformed.
-    :raises IssueError: the number is taken, or the issue is not a draft.
-    """
-    return save_document(session, read(path), issue_id=issue_id, editor=editor)
-
-
-def slot_label(slot_at: datetime | None) -> str:
-    """A slot in London time for people: 'Thu 4 Mar 2027 09:30'."""
+def slot_label(slot_at: datetime | None, zone: ZoneInfo) -> str:
+    """A slot in local time for people: 'Thu 4 Mar 2027 09:30'."""
     if slot_at is None:
         return "-"
-    local = slot_at.astimezone(LONDON)
+    local = slot_at.astimezone(zone)
     return f"{local:%a} {local.day} {local:%b %Y %H:%M}"

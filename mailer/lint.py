@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from html.parser import HTMLParser
 
-from mailer.rendering import IssueContent, RenderedIssue
+from mailer.content import IssueContent, placeholders
+from mailer.rendering import RenderedIssue
 
 GMAIL_CLIP_BYTES = 100 * 1024
 SUBJECT_LIMIT = 78
@@ -99,6 +100,8 @@ def lint(content: IssueContent, rendered: RenderedIssue) -> list[Finding]:
                 warning("empty-item", f"item '{item.title}' has no text and no link")
     if not content.sections:
         error("no-sections", "the issue has no sections")
+    for where in placeholders(content):
+        error("placeholder", f"{where} is still the new issue's placeholder: write it")
     if len(content.subject) > SUBJECT_LIMIT:
         warning(
             "subject-length",

@@ -20,10 +20,10 @@ import email.policy
 import html
 import re
 import textwrap
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.header import Header
-from email.headerregistry import Address
 from email.utils import format_datetime
 from enum import IntEnum
 
@@ -79,12 +79,20 @@ class Personal:
     message_id: str
 
 
+def _is_control(ch: str) -> bool:
+    return (unicodedata.category(ch) == "Cc" and ch != "\t") or ch in "\u2028\u2029"
+
+
 def check_header_value(field: str, value: str) -> str:
     """Refuse a value that could inject headers.
 
+    Values are text: an ``=?...?=`` in one is encoded like any other text and never
+    decoded (see :func:`header`), so what a reader's program decodes is exactly the value
+    checked here.
+
     :raises HeaderError: the value holds a CR, LF or other control character.
     """
-    if any(ch in value for ch in "\r\n\x00") or any(ord(ch) < 32 and ch != "\t" for ch in value):
+    if any(_is_control(ch) for ch in value):
         raise HeaderError(f"{field}: a line break or control character is not allowed")
     return value
 
@@ -102,29 +110,85 @@ def _gap_value(data: bytes) -> bytes:
     return binascii.b2a_qp(data, istext=False).replace(b"\n", CRLF) + SOFT_BREAK
 
 
-def header(name: str, value: str) -> bytes:
-    """One header line: plain ASCII folded at spaces, anything else RFC 2047-encoded.
+def _needs_encoding(value: str) -> bool:
+    """Whether a value must travel as RFC 2047 encoded words: not ASCII, or holding
+    something a reader would take for an encoded word (``=?``)."""
+    return not value.isascii() or "=?" in value
 
-    The standard library folds some plain values oddly (a subject starting with "[TEST]"
-    moves to a continuation line), so ASCII text is folded here; the rest is left to it.
+
+def _encoded_words(name: str, value: str) -> str:
+    """``value`` as UTF-8 encoded words, folded for a header called ``name``: the text is
+    encoded whole, so nothing in it is ever read as markup (RFC 2047 section 5)."""
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def header(name: str, value: str) -> bytes:
+    """One unstructured header line (Subject, List-Id …): plain ASCII folded at spaces,
+    anything else RFC 2047-encoded as text.
+
+    :raises HeaderError: the value holds a line break or control character.
     """
     check_header_value(name, value)
-    if value.isascii() and "=?" not in value:
+    if not _needs_encoding(value):
         lines = textwrap.wrap(
             f"{name}: {value}", width=78, break_long_words=False, break_on_hyphens=False
         )
         return ("\r\n ".join(lines) + "\r\n").encode("ascii")
-    folded: str = POLICY.header_factory(name, value).fold(policy=POLICY)
-    return folded.encode("ascii")
+    return f"{name}: {_encoded_words(name, value)}\r\n".encode("ascii")
+
+
+def mailbox(name: str, display_name: str, address: str, *, field: str | None = None) -> bytes:
+    """A header naming one mailbox (From, To): the display name as a quoted string when it
+    is plain ASCII, else as encoded words; the address as it is (already checked ASCII).
+
+    :raises HeaderError: the display name or address holds a line break or control
+        character (the message names ``field``).
+    """
+    check_header_value(field or name, display_name)
+    check_header_value(field or name, address)
+    if not display_name:
+        return f"{name}: <{address}>\r\n".encode("ascii")
+    if not _needs_encoding(display_name) and _ATOM_SAFE.match(display_name):
+        quoted = display_name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{name}: "{quoted}" <{address}>\r\n'.encode("ascii")
+    return f"{name}: {_encoded_words(name, display_name)} <{address}>\r\n".encode("ascii")
 
 
 def format_to(name: str, address: str) -> bytes:
-    """``To:`` for one recipient: plain quoted name if ASCII, RFC 2047 otherwise."""
-    if name.isascii() and _ATOM_SAFE.match(name):
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'To: "{quoted}" <{address}>\r\n'.encode("ascii")
-    encoded = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
-    return f"To: {encoded} <{address}>\r\n".encode("ascii")
+    """``To:`` for one recipient (see :func:`mailbox`). A reader's name is display text
+    only: a control character in it (checked at import, so only from a damaged row)
+    becomes a space rather than stopping the send."""
+    shown = " ".join("".join(" " if _is_control(ch) else ch for ch in name).split())
+    return mailbox("To", shown, address)
+
+
+def text_message(
+    *,
+    from_name: str,
+    from_address: str,
+    to: Sequence[str],
+    subject: str,
+    text: str,
+    message_id: str,
+) -> bytes:
+    """A plain-text message (notices to staff, sign-up confirmations) with every header
+    built here, so text in them is never read as encoded words.
+
+    :raises HeaderError: a header value holds a line break or control character.
+    """
+    heads = [
+        b"Date: " + format_datetime(clock.now()).encode("ascii") + CRLF,
+        header("Message-ID", check_header_value("message_id", message_id)),
+        mailbox("From", from_name, from_address),
+        header("To", ", ".join(check_header_value("to", a) for a in to)),
+        header("Subject", subject),
+        b"Auto-Submitted: auto-generated\r\n",
+        b"MIME-Version: 1.0\r\n",
+        b'Content-Type: text/plain; charset="utf-8"\r\n',
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+    ]
+    body = _qp(text.replace("\r\n", "\n").encode("utf-8"))
+    return b"".join(heads) + CRLF + body + (b"" if body.endswith(CRLF) else CRLF)
 
 
 def message_id(domain: str, issue_key: str, contact_id: int) -> str:
@@ -172,15 +236,7 @@ class MessageTemplate:
             Gap.MESSAGE_ID,
             CRLF,
             Gap.TO,
-            header(
-                "From",
-                str(
-                    Address(
-                        display_name=check_header_value("from_name", definition.from_name),
-                        addr_spec=definition.from_address,
-                    )
-                ),
-            ),
+            mailbox("From", definition.from_name, definition.from_address, field="from_name"),
             header("Subject", subject),
             header("Reply-To", definition.reply_to),
             header("List-Id", f"{definition.name} <{definition.list_id}>"),

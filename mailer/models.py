@@ -135,6 +135,9 @@ class Organisation(SQLModel, table=True):
     )
     board_group: str | None = Field(default=None, max_length=100)
     website: str | None = Field(default=None, max_length=300)
+    # A LEP's own mail domains ("d2n2lep.org;d2n2.org.uk"): a confirmed sign-up from one
+    # of them is a contact of that LEP (lists/leps.csv, column `domains`).
+    domains: str | None = Field(default=None, max_length=500)
     created_at: datetime = _timestamp()
 
 
@@ -148,6 +151,9 @@ class Contact(SQLModel, table=True):
     email_hash: str = Field(max_length=64, index=True)
     name: str = Field(max_length=200)
     organisation_id: int = Field(foreign_key="organisations.id", index=True)
+    # What a reader typed as their organisation at sign-up: never membership, only a
+    # note for staff to review and link (`mailer contacts link`, the console).
+    stated_organisation: str | None = Field(default=None, max_length=200)
     role: Role = Field(
         sa_type=enum_type(Role, "contact_role"),
         nullable=False,

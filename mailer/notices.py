@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
 
-from mailer import clock
+from mailer import messages
 from mailer.bounces import Disabled
 from mailer.calendar import Reminder
 from mailer.models import Publication
@@ -29,6 +29,32 @@ def _when(moment: datetime, zone: str) -> str:
     return f"{local:%a} {local.day} {local:%b %Y %H:%M} ({zone})"
 
 
+@dataclass(frozen=True)
+class Notice:
+    """One notice: its headers' text and its body, made into bytes by :mod:`messages`."""
+
+    from_name: str
+    from_address: str
+    to: tuple[str, ...]
+    subject: str
+    text: str
+    message_id: str
+
+    def as_bytes(self) -> bytes:
+        """The message as sent (CRLF, every header value encoded as text).
+
+        :raises HeaderError: a header value holds a line break or control character.
+        """
+        return messages.text_message(
+            from_name=self.from_name,
+            from_address=self.from_address,
+            to=self.to,
+            subject=self.subject,
+            text=self.text,
+            message_id=self.message_id,
+        )
+
+
 class Notices:
     """Builds notices to ``[calendar] alert_addresses`` and sends them."""
 
@@ -41,19 +67,18 @@ class Notices:
             keep_trailing_newline=True,
         )
 
-    def _message(self, subject: str, template: str, values: dict[str, object]) -> EmailMessage:
+    def _message(self, subject: str, template: str, values: dict[str, object]) -> Notice:
         network = self.config.settings.network
-        message = EmailMessage()
-        message["From"] = f"{network.name} mailer <{network.contact_email}>"
-        message["To"] = ", ".join(self.config.settings.calendar.alert_addresses)
-        message["Subject"] = subject
-        message["Date"] = format_datetime(clock.now())
-        message["Message-ID"] = make_msgid("notice", domain=network.domain)
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(self.env.get_template(template).render(values))
-        return message
+        return Notice(
+            from_name=f"{network.name} mailer",
+            from_address=network.contact_email,
+            to=tuple(self.config.settings.calendar.alert_addresses),
+            subject=subject,
+            text=self.env.get_template(template).render(values),
+            message_id=make_msgid("notice", domain=network.domain),
+        )
 
-    def reminder(self, reminder: Reminder) -> EmailMessage:
+    def reminder(self, reminder: Reminder) -> Notice:
         zone = self.config.settings.calendar.timezone
         name = NAMES[reminder.publication]
         subject = (
@@ -77,7 +102,7 @@ class Notices:
 
     def missed(
         self, publication: Publication, number: str, send_at: datetime, reason: str
-    ) -> EmailMessage:
+    ) -> Notice:
         name = NAMES[publication]
         return self._message(
             f"MISSED: {name} {number} was not sent",
@@ -91,7 +116,7 @@ class Notices:
             },
         )
 
-    def disabled(self, contact: Disabled) -> EmailMessage:
+    def disabled(self, contact: Disabled) -> Notice:
         """The bounce score has disabled a contact: staff check the address."""
         return self._message(
             f"Disabled after repeated bounces: {contact.name}",
@@ -104,32 +129,30 @@ class Notices:
             },
         )
 
-    def confirmation(self, name: str, email: str, link: str) -> EmailMessage:
+    def confirmation(self, name: str, email: str, link: str) -> Notice:
         """The double opt-in email: one link to confirm a newsletter sign-up."""
         network = self.config.settings.network
-        message = EmailMessage()
-        message["From"] = f"{network.name} <{network.contact_email}>"
-        message["To"] = email
-        message["Subject"] = f"Please confirm your subscription to the {network.name} newsletter"
-        message["Date"] = format_datetime(clock.now())
-        message["Message-ID"] = make_msgid("signup", domain=network.domain)
-        message["Auto-Submitted"] = "auto-generated"
         hours = self.config.settings.signup.confirm_hours
-        message.set_content(
-            self.env.get_template("confirm.txt").render(
-                {
-                    "name": name,
-                    "link": link,
-                    "hours": f"{hours:g}",
-                    "network": network.name,
-                    "address": network.postal_address,
-                    "privacy": f"{self.config.settings.web.root}/privacy",
-                }
-            )
+        text = self.env.get_template("confirm.txt").render(
+            {
+                "name": name,
+                "link": link,
+                "hours": f"{hours:g}",
+                "network": network.name,
+                "address": network.postal_address,
+                "privacy": f"{self.config.settings.web.root}/privacy",
+            }
         )
-        return message
+        return Notice(
+            from_name=network.name,
+            from_address=network.contact_email,
+            to=(email,),
+            subject=f"Please confirm your subscription to the {network.name} newsletter",
+            text=text,
+            message_id=make_msgid("signup", domain=network.domain),
+        )
 
-    async def send(self, transport: Transport, messages: Sequence[EmailMessage]) -> list[Reply]:
+    async def send(self, transport: Transport, notices: Sequence[Notice]) -> list[Reply]:
         """Send notices through ``transport``, then close it.
 
         :raises TransportError: the relay cannot be reached.
@@ -138,9 +161,8 @@ class Notices:
         recipients = list(self.config.settings.calendar.alert_addresses)
         replies = []
         try:
-            for message in messages:
-                data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-                replies.append(await transport.send(sender, recipients, data))
+            for notice in notices:
+                replies.append(await transport.send(sender, recipients, notice.as_bytes()))
         finally:
             await transport.close()
         return replies
@@ -171,14 +193,14 @@ def tell_disabled(
 
 
 async def send_one(
-    transport: Transport, config: Config, message: EmailMessage, recipients: Sequence[str]
+    transport: Transport, config: Config, notice: Notice, recipients: Sequence[str]
 ) -> Reply:
     """Send one message to ``recipients`` (not the staff list), then close the transport.
 
     :raises TransportError: the relay cannot be reached.
     """
     try:
-        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        data = notice.as_bytes()
         return await transport.send(config.settings.network.contact_email, list(recipients), data)
     finally:
         await transport.close()

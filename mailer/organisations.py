@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from mailer.models import Contact, Organisation, OrganisationKind
+from mailer.models import Contact, LawfulBasis, Organisation, OrganisationKind
 
 LEPS_FILE = "leps.csv"
 EXTERNAL_FILE = "organisations.csv"
+PUBLIC_ORGANISATION = "Newsletter subscribers (public sign-up)"
+_DOMAIN = re.compile(
+    r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+)
 
 
 class OrganisationError(Exception):
@@ -44,7 +49,28 @@ def _key(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-_LIMITS = {"name": 200, "short_name": 60, "board_group": 100, "website": 300}
+_LIMITS = {"name": 200, "short_name": 60, "board_group": 100, "website": 300, "domains": 500}
+
+
+def parse_domains(raw: str, where: str) -> str | None:
+    """A cell of mail domains ("d2n2lep.org; d2n2.org.uk") in its stored form: lower case,
+    international names in their xn-- form, sorted, joined by ";". None when blank.
+
+    :raises OrganisationError: a value is not a domain name (the message names ``where``).
+    """
+    found = set()
+    for word in re.split(r"[\s;,]+", raw.strip()):
+        if not word:
+            continue
+        text = word.lower().removeprefix("@").rstrip(".")
+        try:
+            domain = text.encode("idna").decode("ascii")
+        except UnicodeError:
+            domain = ""
+        if not _DOMAIN.match(domain):
+            raise OrganisationError(f"{where}domains: {word!r} is not a mail domain")
+        found.add(domain)
+    return ";".join(sorted(found)) or None
 
 
 @dataclass(frozen=True)
@@ -86,7 +112,12 @@ def _fields(
         "kind": parsed_kind.value,
         "board_group": (row.get("board_group") or "").strip() or None,
         "website": (row.get("website") or "").strip() or None,
+        "domains": parse_domains(row.get("domains") or "", f"{path}:{line}: "),
     }
+    if fields["domains"] and parsed_kind is not OrganisationKind.LEP:
+        raise OrganisationError(
+            f"{path}:{line}: domains: only a LEP's mail domains make a sign-up its contact"
+        )
     _check_lengths(fields, f"{path}:{line}: ")
     return fields
 
@@ -118,7 +149,18 @@ def _describe(organisation: Organisation) -> str:
 
 
 def _check_rows(rows: Sequence[ListRow]) -> None:
-    """No two rows of the list files may share a name or short name, in either role."""
+    """No two rows of the list files may share a name or short name, in either role, or
+    a mail domain."""
+    domains: dict[str, ListRow] = {}
+    for row in rows:
+        for domain in (row.fields.get("domains") or "").split(";"):
+            earlier = domains.get(domain)
+            if domain and earlier is not None:
+                raise OrganisationError(
+                    f"{row.where}: the domain {domain!r} is already {earlier.fields['name']}'s "
+                    f"at {earlier.where}: a mail domain belongs to one LEP"
+                )
+            domains[domain] = row
     claimed: dict[str, ListRow] = {}
     for row in rows:
         name, short = row.fields["name"], row.fields["short_name"]
@@ -245,6 +287,39 @@ def add(
     session.add(organisation)
     session.flush()
     return organisation
+
+
+def default_basis(kind: OrganisationKind) -> LawfulBasis | None:
+    """The lawful basis a contact gets when none is stated: a LEP's contacts are staff of a
+    corporate body (legitimate interest); anyone else's basis must be given."""
+    return LawfulBasis.LEGITIMATE_INTEREST if kind is OrganisationKind.LEP else None
+
+
+def lep_for_address(session: Session, email: str) -> Organisation | None:
+    """The LEP whose own mail domain ``email`` is at (the domain or a subdomain of it)."""
+    domain = email.rsplit("@", 1)[-1].lower()
+    leps = session.exec(
+        select(Organisation).where(
+            col(Organisation.kind) == OrganisationKind.LEP, col(Organisation.domains).is_not(None)
+        )
+    )
+    for lep in leps:
+        for own in (lep.domains or "").split(";"):
+            if own and (domain == own or domain.endswith(f".{own}")):
+                return lep
+    return None
+
+
+def public_group(session: Session) -> Organisation:
+    """The group every public sign-up joins (kind other), made on first use."""
+    group = session.exec(
+        select(Organisation).where(col(Organisation.name) == PUBLIC_ORGANISATION)
+    ).first()
+    if group is None:
+        group = Organisation(name=PUBLIC_ORGANISATION, kind=OrganisationKind.OTHER)
+        session.add(group)
+        session.flush()
+    return group
 
 
 class AmbiguousOrganisation(OrganisationError):

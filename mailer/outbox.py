@@ -23,13 +23,10 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from mailer import audiences, audit, clock, issues, privacy
+from mailer import audiences, bounces, clock, issues, privacy
 from mailer.audiences import FirewallError
-from mailer.contacts import suppress
 from mailer.db import rowcount
 from mailer.models import (
-    BounceEvent,
-    BounceKind,
     Contact,
     ContactStatus,
     Delivery,
@@ -42,7 +39,6 @@ from mailer.models import (
     Subscription,
     SubscriptionStatus,
     Suppression,
-    SuppressionReason,
 )
 from mailer.publications import AudienceRule
 from mailer.settings import DeliverySettings
@@ -412,7 +408,7 @@ def record(
         updates,
     )
     for delivery_id, contact_id, result in bounced:
-        _permanent_bounce(session, delivery_id, contact_id, result, now)
+        bounces.smtp_failure(session, delivery_id, contact_id, result.code, result.reply)
     session.commit()
     return len(updates)
 
@@ -427,35 +423,6 @@ def touch(session: Session, worker: str) -> int:
     )
     session.commit()
     return rowcount(result)
-
-
-def _permanent_bounce(
-    session: Session, delivery_id: int, contact_id: int, result: Result, now: datetime
-) -> None:
-    """A 5xx reply: record the bounce and suppress the address at once."""
-    contact = session.get(Contact, contact_id)
-    if contact is None:
-        return
-    session.add(
-        BounceEvent(
-            contact_id=contact_id,
-            delivery_id=delivery_id,
-            email_hash=contact.email_hash,
-            kind=BounceKind.PERMANENT,
-            source="smtp",
-            code=result.code,
-            diagnostic=result.reply[:1000],
-            created_at=now,
-        )
-    )
-    if contact.status is ContactStatus.ACTIVE:
-        contact.status = ContactStatus.SUPPRESSED
-        contact.updated_at = now
-    suppress(session, contact.email_hash, SuppressionReason.BOUNCE)
-    audit.record(
-        session, "relay reply", "bounce:suppressed", f"contact {contact_id}", f"{result.code}"
-    )
-    log.info("contact %s suppressed after a permanent failure (%s)", contact_id, result.code)
 
 
 def release(session: Session, worker: str) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,11 @@ import jinja2
 from markupsafe import Markup
 from premailer import Premailer
 
+from mailer.content import ImageContent, IssueContent
 from mailer.markup import to_html, to_text
 from mailer.publications import PublicationDefinition
-from mailer.settings import NetworkSettings, WebSettings
+from mailer.settings import Config, NetworkSettings, WebSettings
 
-LONDON = ZoneInfo("Europe/London")
 CONTENT_WIDTH = 552  # 600px card less 24px padding each side
 
 # Every colour pair the templates use, light and dark; tests hold each to WCAG AA (4.5:1).
@@ -90,58 +90,6 @@ class Slots:
 
 
 @dataclass(frozen=True)
-class ImageContent:
-    url: str
-    alt: str
-    width: int | None = None
-    height: int | None = None
-
-
-@dataclass(frozen=True)
-class ItemContent:
-    title: str
-    body: str = ""
-    link: str | None = None
-    image: ImageContent | None = None
-
-
-@dataclass(frozen=True)
-class SectionContent:
-    heading: str
-    items: tuple[ItemContent, ...] = ()
-
-
-@dataclass(frozen=True)
-class EventContent:
-    starts_on: date
-    title: str
-    location: str = ""
-    link: str | None = None
-
-
-@dataclass(frozen=True)
-class SponsorContent:
-    name: str
-    link: str
-    blurb: str
-    logo: str | None = None
-    logo_alt: str | None = None
-
-
-@dataclass(frozen=True)
-class IssueContent:
-    """Everything an issue says, independent of the database."""
-
-    number: str
-    subject: str
-    preheader: str
-    slot_at: datetime | None
-    sections: tuple[SectionContent, ...]
-    events: tuple[EventContent, ...] = ()
-    sponsor: SponsorContent | None = None
-
-
-@dataclass(frozen=True)
 class RenderedIssue:
     """The inlined HTML and the text, each holding the slots' placeholders."""
 
@@ -197,10 +145,13 @@ def _template_error(exc: Exception, fallback: str) -> RenderError:
 class Renderer:
     """Renders issues with the templates in one folder; create once, use for many issues."""
 
-    def __init__(self, templates_dir: Path, network: NetworkSettings, web: WebSettings) -> None:
+    def __init__(
+        self, templates_dir: Path, network: NetworkSettings, web: WebSettings, zone: ZoneInfo
+    ) -> None:
         self.templates_dir = templates_dir
         self.network = network
         self.web = web
+        self.zone = zone
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
@@ -209,6 +160,12 @@ class Renderer:
             lstrip_blocks=False,
             keep_trailing_newline=True,
         )
+
+    @classmethod
+    def for_config(cls, config: Config) -> Renderer:
+        """The renderer of a deployment: its templates, network, site and time zone."""
+        settings = config.settings
+        return cls(config.templates_dir, settings.network, settings.web, settings.calendar.zone)
 
     def links(self, slots: Slots) -> dict[str, str]:
         root = self.web.root
@@ -246,7 +203,9 @@ class Renderer:
                 "subject": content.subject,
                 "preheader": content.preheader,
                 "date_label": (
-                    date_label(content.slot_at.astimezone(LONDON).date()) if content.slot_at else ""
+                    date_label(content.slot_at.astimezone(self.zone).date())
+                    if content.slot_at
+                    else ""
                 ),
             },
             "publication": definition.model_dump(),

@@ -263,6 +263,11 @@ class CalendarSettings(_Section):
             raise ValueError("expected an IANA time zone such as Europe/London") from None
         return zone
 
+    @property
+    def zone(self) -> ZoneInfo:
+        """``timezone`` as a time zone object: every local date and time uses it."""
+        return ZoneInfo(self.timezone)
+
 
 class BulletinCadence(_Section):
     """The internal bulletin's fixed rhythm."""

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from sqlmodel import Session, col, select
 
-from mailer import audit, clock
+from mailer import audiences, audit, clock, contacts
 from mailer.contacts import (
     ContactFieldError,
     clean_name,
@@ -37,20 +37,19 @@ from mailer.models import (
     Issue,
     LawfulBasis,
     Organisation,
-    OrganisationKind,
     Publication,
     Role,
     Signup,
     Subscription,
     SubscriptionStatus,
 )
-from mailer.organisations import Directory
+from mailer.organisations import lep_for_address, public_group
 from mailer.settings import SignupSettings
 from mailer.tokens import BadToken, TokenSigner
 
-PUBLIC_ORGANISATION = "Newsletter subscribers (public sign-up)"
 SOURCE = "web sign-up"
 READER = "reader (own link)"
+VERIFIED = "reader (confirmed address at the LEP's domain)"
 
 
 class SignupError(ValueError):
@@ -159,29 +158,13 @@ def request_signup(
     return SignupRequest(signup if send else None)
 
 
-def _public_organisation(session: Session, name: str) -> Organisation:
-    """The organisation a sign-up names if it is known, else the public sign-up group."""
-    if name:
-        try:
-            found = Directory.load(session).find(name)
-        except ValueError:
-            found = None
-        if found is not None:
-            return found
-    group = session.exec(
-        select(Organisation).where(col(Organisation.name) == PUBLIC_ORGANISATION)
-    ).first()
-    if group is None:
-        group = Organisation(name=PUBLIC_ORGANISATION, kind=OrganisationKind.OTHER)
-        session.add(group)
-        session.flush()
-    return group
-
-
 def confirm(session: Session, key: bytes, token: str, settings: SignupSettings) -> Contact:
     """Turn a confirmed sign-up into a subscribed contact with its consent record. Commits.
 
-    Confirming twice is harmless.
+    The organisation a reader typed is never membership: a new contact joins the public
+    sign-up group with it as its stated organisation, unless the confirmed address is at
+    one of a LEP's own mail domains (the confirmation proves the mailbox), which makes it
+    that LEP's contact. Confirming twice is harmless.
 
     :raises LinkError: the link is forged, altered, expired, or its sign-up is gone.
     """
@@ -201,19 +184,24 @@ def confirm(session: Session, key: bytes, token: str, settings: SignupSettings) 
     contact = session.exec(select(Contact).where(col(Contact.email) == signup.email)).first()
     if suppression(session, signup.email_hash) is not None:
         raise LinkError("this address cannot be subscribed")
+    lep = lep_for_address(session, signup.email)
     if contact is None:
-        organisation = _public_organisation(session, signup.organisation)
-        assert organisation.id is not None
+        group = public_group(session)
+        assert group.id is not None
         contact = Contact(
             email=signup.email,
             email_hash=signup.email_hash,
             name=signup.name,
-            organisation_id=organisation.id,
+            organisation_id=group.id,
+            stated_organisation=signup.organisation or None,
             role=Role.STAKEHOLDER,
             lawful_basis=LawfulBasis.CONSENT,
         )
         session.add(contact)
-    elif contact.status is ContactStatus.DISABLED:
+        session.flush()
+    if lep is not None and contact.organisation_id == public_group(session).id:
+        contacts.move(session, contact, lep, actor=VERIFIED, subscribe=False)
+    if contact.status is ContactStatus.DISABLED:
         # Clicking the link proves the mailbox works again.
         contact.status = ContactStatus.ACTIVE
     if signup.confirmed_at is None:
@@ -261,7 +249,7 @@ class Reader:
 
     contact: Contact
     issue: Issue | None
-    lep: bool
+    offered: frozenset[Publication]
     subscribed: frozenset[Publication]
 
 
@@ -292,7 +280,7 @@ def reader(session: Session, signer: TokenSigner, token: str) -> Reader:
     return Reader(
         contact=contact,
         issue=session.get(Issue, ref.issue_id),
-        lep=organisation is not None and organisation.kind is OrganisationKind.LEP,
+        offered=audiences.receivable(organisation.kind) if organisation else frozenset(),
         subscribed=active,
     )
 
@@ -321,8 +309,8 @@ def update_preferences(
     wanted: set[Publication],
     name: str,
 ) -> Reader:
-    """Set which publications a reader gets (the bulletin only for LEP contacts) and their
-    name. Commits.
+    """Set which publications a reader gets, among those offered to them (the firewall:
+    the bulletin only for LEP contacts), and their name. Commits.
 
     :raises LinkError: the token is not valid.
     :raises SignupError: the name is invalid.
@@ -335,9 +323,7 @@ def update_preferences(
     now = clock.now()
     assert who.contact.id is not None
     changed: list[str] = []
-    for publication in Publication:
-        if publication.internal and not who.lep:
-            continue
+    for publication in sorted(who.offered):
         active = publication in wanted
         status = SubscriptionStatus.ACTIVE if active else SubscriptionStatus.UNSUBSCRIBED
         if _set(session, who.contact.id, publication, status):

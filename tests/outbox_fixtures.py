@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from mailer import issues, organisations, outbox, publications, settings
+from mailer import calendar, editorial, issuefile, organisations, outbox, publications, settings
 from mailer.contacts import email_hash
 from mailer.models import (
     Contact,
@@ -24,7 +24,11 @@ from mailer.models import (
 from mailer.organisations import Directory
 from mailer.tokens import TokenSigner
 from tests.conftest import LISTS, ROOT
-from tests.rendering_fixtures import DATA, definition, renderer
+from tests.rendering_fixtures import DATA, ZONE, definition, renderer
+
+SETTINGS = settings.Settings()  # the shipped defaults
+EDITOR = "editor@lepnetwork.example"
+APPROVER = "approver@lepnetwork.example"
 
 
 def config_for(db_url: str, tmp_path: Path, **smtp: object) -> settings.Config:
@@ -82,11 +86,29 @@ def people(
     return made
 
 
+def drafted(session: Session, name: str = "bulletin.md", editor: str = EDITOR) -> Issue:
+    """A draft from the realistic test files, bound to its slot as staff would import it
+    (the newsletter's year planned first: `mailer calendar plan`)."""
+    document = issuefile.read(DATA / name, ZONE)
+    if document.publication is Publication.NEWSLETTER and document.slot_at is not None:
+        calendar.plan_newsletters(session, document.slot_at.astimezone(ZONE).year, SETTINGS)
+    issue = editorial.save(session, document, editor=editor, settings=SETTINGS)
+    session.commit()
+    return issue
+
+
 def approved(session: Session, name: str = "bulletin.md") -> Issue:
-    """An approved issue from the realistic test files."""
-    issue = issues.import_file(session, DATA / name)
-    rendered = issues.rendering(session, issue, renderer(), definition(issue.publication))
-    issues.approve(session, issue, rendered)
+    """An approved issue from the realistic test files (scheduled for its slot)."""
+    issue = drafted(session, name)
+    assert issue.id is not None
+    editorial.approve(
+        session,
+        issue.id,
+        approver=APPROVER,
+        renderer=renderer(),
+        definition=definition(issue.publication),
+        settings=SETTINGS,
+    )
     session.commit()
     return issue
 
@@ -106,7 +128,7 @@ def external_org(session: Session) -> int:
     return found.id
 
 
-__all__ = ["Engine", "approved", "config_for", "external_org", "people", "start"]
+__all__ = ["Engine", "approved", "config_for", "drafted", "external_org", "people", "start"]
 
 
 # The VERP token the Yahoo complaint in tests/data/bounces carries (not signed by tests).

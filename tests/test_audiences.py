@@ -173,20 +173,16 @@ def test_a_hostile_rule_cannot_widen_the_bulletin(session: Session) -> None:
     assert _emails(session, Publication.BULLETIN, tampered) == ["ann@lep.example"]  # type: ignore[arg-type]
 
 
-def test_the_per_message_check_refuses_an_external_contact(session: Session) -> None:
-    lep = _org(session, "A LEP", OrganisationKind.LEP)
-    gov = _org(session, "A Department", OrganisationKind.GOVERNMENT)
-    ann = _contact(session, "ann@lep.example", lep)
-    official = _contact(session, "gov@gov.example", gov)
-    session.commit()
-    assert ann.id is not None and official.id is not None
-    audiences.check_contact(session, Publication.BULLETIN, ann.id)
-    audiences.check_contact(session, Publication.NEWSLETTER, official.id)
+def test_one_predicate_lets_only_lep_contacts_receive_the_bulletin() -> None:
+    for kind in OrganisationKind:
+        lep = kind is OrganisationKind.LEP
+        assert audiences.may_receive(kind, Publication.BULLETIN) is lep
+        assert audiences.may_receive(kind, Publication.NEWSLETTER)
+        expected = set(Publication) if lep else {Publication.NEWSLETTER}
+        assert audiences.receivable(kind) == expected
+    audiences.check_recipient(Publication.BULLETIN, OrganisationKind.LEP)
+    audiences.check_recipient(Publication.NEWSLETTER, OrganisationKind.GOVERNMENT)
     with pytest.raises(audiences.FirewallError, match="bulletin is internal"):
-        audiences.check_contact(session, Publication.BULLETIN, official.id)
-    with pytest.raises(audiences.FirewallError, match="does not exist"):
-        audiences.check_contact(session, Publication.BULLETIN, 999_999)
-    with pytest.raises(audiences.FirewallError):
         audiences.check_recipient(Publication.BULLETIN, OrganisationKind.SPONSOR)
 
 
@@ -280,7 +276,7 @@ def test_property_the_bulletin_never_leaves_the_leps(
             assert {r.email for r in got} == expected
             assert all(r.organisation_kind is OrganisationKind.LEP for r in got)
             for recipient in got:
-                audiences.check_contact(session, Publication.BULLETIN, recipient.contact_id)
+                assert audiences.may_receive(recipient.organisation_kind, Publication.BULLETIN)
             newsletter = list(audiences.resolve(session, Publication.NEWSLETTER, rule))
             assert {r.email for r in newsletter} == expected_newsletter
             assert len(newsletter) == len(expected_newsletter)

@@ -151,9 +151,17 @@ def test_staff_compose_preview_approve_send_and_watch(
     editor.get_by_role("button", name="New bulletin").click()
     expect(editor.get_by_role("heading", name=re.compile(r"Bulletin \d{4}.\d{2}"))).to_be_visible()
     text = editor.get_by_label(re.compile("Issue file"))
-    content = text.input_value().replace(
-        "Headline of the first item", "Skills England opens its doors"
-    )
+    content = text.input_value()
+    for placeholder, written in {  # the new issue's placeholders, each written over
+        ": the headline story": ": Skills England opens its doors",
+        "One honest sentence that previews the issue": "Skills England opens; LEP news",
+        "Headline of the first item": "Skills England opens its doors",
+        "Two or three sentences in **Markdown**.": "Skills England has **opened**.",
+        "images.example/photo.jpg": "images.lepnetwork.example/skills.jpg",
+        "A LEP success story": "D2N2 opens a skills hub",
+        "What happened, where, and why.": "The hub opened in Derby on Monday.",
+    }.items():
+        content = content.replace(placeholder, written)
     text.fill(content)
     editor.get_by_role("button", name="Save and preview").click()
     expect(editor.get_by_text("Saved.")).to_be_visible()
@@ -173,7 +181,7 @@ def test_staff_compose_preview_approve_send_and_watch(
     _login(approver, root, "approver")
     approver.goto(issue_url)
     approver.get_by_role("button", name="Approve", exact=True).click()
-    expect(approver.get_by_text(re.compile("Approved, scheduled for slot"))).to_be_visible()
+    expect(approver.get_by_text(re.compile(r"Approved, scheduled for \d{4}/\d{2}"))).to_be_visible()
     approver.get_by_role("button", name="Send now").click()
     expect(approver.get_by_role("heading", name=re.compile("Bulletin .*: sent"))).to_be_visible(
         timeout=30_000

@@ -10,14 +10,14 @@ import icalendar
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from mailer import calendar, clock, issues
+from mailer import calendar, clock, editorial, issuefile, issues
 from mailer.calendar import CalendarError
-from mailer.models import IssueStatus, Publication, SlotStatus
+from mailer.models import IssueStatus, Publication, Slot, SlotStatus
 from mailer.settings import BulletinCadence, NewsletterCadence, Settings
-from tests.outbox_fixtures import approved
-from tests.rendering_fixtures import DATA
+from tests.outbox_fixtures import EDITOR, approved, drafted
+from tests.rendering_fixtures import DATA, ZONE
 
 LONDON = ZoneInfo("Europe/London")
 YEARS = st.integers(min_value=2026, max_value=2035)
@@ -223,20 +223,23 @@ def test_a_slot_moved_into_another_year_does_not_stop_that_year_being_planned(
         )
 
 
-def test_approving_an_issue_with_a_time_but_no_slot_gives_it_one(session: Session) -> None:
-    # The demo newsletter has a time but the calendar has no newsletter slots yet.
+def test_an_issue_takes_a_planned_slot_never_one_of_its_own(session: Session) -> None:
+    # The newsletter file has a time, but no newsletter slot is planned yet.
+    document = issuefile.read(DATA / "newsletter.md", ZONE)  # 18 March 2027, 2027/03
+    with (
+        clock.frozen(datetime(2026, 12, 1, tzinfo=UTC)),
+        pytest.raises(editorial.SlotError) as refused,
+    ):
+        editorial.save(session, document, editor=EDITOR, settings=SETTINGS)
+    assert "there is no newsletter slot at Thu 18 Mar 2027 10:00" in str(refused.value)
+    assert "plan one with `mailer calendar add newsletter WHEN`" in str(refused.value)
     with clock.frozen(datetime(2026, 12, 1, tzinfo=UTC)):
-        issue = issues.import_file(session, DATA / "newsletter.md")  # 18 March 2027, 2027/03
-        slot = calendar.slot_for_issue(session, issue, SETTINGS)
-        assert slot is not None
-        assert (slot.number, slot.send_at, slot.origin) == ("2027/03", issue.slot_at, "issue")
-        assert calendar.slot_for_issue(session, issue, SETTINGS) is slot
-        # A bulletin follows its rhythm slot's time, not its own.
-        bulletin = issues.import_file(session, DATA / "bulletin.md")
-        bulletin.slot_at = _at("2027-03-04T12:00")
-        rhythm = calendar.slot_for_issue(session, bulletin, SETTINGS)
-        assert rhythm is not None
-        assert bulletin.slot_at == rhythm.send_at == _at("2027-03-04T09:30")
+        issue = drafted(session, "newsletter.md")  # plans the year first, as staff would
+    assert (issue.number, issue.slot_at) == ("2027/03", _at("2027-03-18T10:00"))
+    slot = session.exec(select(Slot).where(col(Slot.number) == "2027/03")).all()
+    assert [(s.publication, s.origin) for s in slot if s.publication is issue.publication] == [
+        (Publication.NEWSLETTER, "pattern")
+    ]
 
 
 def test_a_slot_just_past_when_first_planned_still_goes_out_within_grace(

@@ -23,9 +23,29 @@ def test_compose_preview_lint_test_and_approve(project: Path, tmp_path: Path) ->
     assert "number: 2027/05" in skeleton.output  # the rhythm's slot at that time
     draft = tmp_path / "draft.md"
     draft.write_text(skeleton.output, encoding="utf-8")
-    created = run("issue", "import", str(draft))
+    created = run("issue", "import", str(draft), "--by", "editor@lepnetwork.example")
     assert created.exit_code == 0, created.output
     assert "Created issue 1: bulletin 2027/05, 2 sections, draft" in created.output
+    # The untouched skeleton cannot be approved: its placeholders are lint errors.
+    untouched = run("issue", "approve", "1", "--by", "approver@lepnetwork.example")
+    assert untouched.exit_code == 1
+    assert "the item title 'Headline of the first item' is still" in untouched.output
+    assert "images.example/photo.jpg" in untouched.output
+    written = skeleton.output
+    for placeholder, text in {
+        ": the headline story": ": skills, funding and the spring conference",
+        "One honest sentence that previews the issue": "Skills England's assessment is out",
+        "Headline of the first item": "Skills England publishes its assessment",
+        "Two or three sentences in **Markdown**.": "Skills England has published its report.",
+        "https://images.example/photo.jpg": "https://images.lepnetwork.example/skills.jpg",
+        "A LEP success story": "D2N2 opens a skills hub",
+        "What happened, where, and why.": "The hub opened in Derby on Monday.",
+    }.items():
+        assert placeholder in written
+        written = written.replace(placeholder, text)
+    draft.write_text(written, encoding="utf-8")
+    edited = run("issue", "import", str(draft), "--id", "1", "--by", "editor@lepnetwork.example")
+    assert edited.exit_code == 0, edited.output
     added = run(
         "events",
         "add",
@@ -41,7 +61,7 @@ def test_compose_preview_lint_test_and_approve(project: Path, tmp_path: Path) ->
 
     shown = run("issue", "show", "1")
     assert shown.exit_code == 0, shown.output
-    assert "### Headline of the first item [link] [image]" in shown.output
+    assert "### Skills England publishes its assessment [link] [image]" in shown.output
     assert "Events in the diary for this issue: 1" in shown.output
 
     linted = run("issue", "lint", "1")
@@ -67,7 +87,7 @@ def test_compose_preview_lint_test_and_approve(project: Path, tmp_path: Path) ->
     exported = run("issue", "export", "1")
     assert exported.output == draft.read_text(encoding="utf-8")
     listed = run("issue", "list")
-    assert "approved" in listed.output
+    assert "scheduled" in listed.output  # approved for its slot: the daemon sends it then
     cancelled = run("issue", "cancel", "1")
     assert cancelled.exit_code == 0
     assert run("issue", "cancel", "1").exit_code == 2
@@ -75,6 +95,7 @@ def test_compose_preview_lint_test_and_approve(project: Path, tmp_path: Path) ->
 
 def test_the_test_send_is_captured_with_an_index_row(project: Path, db_url: str) -> None:
     _ready(project)
+    assert run("calendar", "plan", "--year", "2027").exit_code == 0  # newsletter slots
     assert run("issue", "import", str(DATA / "newsletter.md")).exit_code == 0
     assert (
         run(
@@ -122,11 +143,11 @@ def test_lint_errors_block_approval(project: Path, tmp_path: Path) -> None:
         text.replace("Image-Alt: Apprentices working on an engine in a college workshop\n", ""),
         encoding="utf-8",
     )
-    assert run("issue", "import", str(no_alt)).exit_code == 0
+    assert run("issue", "import", str(no_alt), "--by", "editor@lepnetwork.example").exit_code == 0
     linted = run("issue", "lint", "1")
     assert linted.exit_code == 1
     assert "has no alt text" in linted.output
-    refused = run("issue", "approve", "1")
+    refused = run("issue", "approve", "1", "--by", "approver@lepnetwork.example")
     assert refused.exit_code == 1
     assert "lint errors" in refused.output
     assert "draft" in run("issue", "list").output

@@ -13,6 +13,7 @@ from mailer.contacts import ContactFieldError
 from mailer.importer import import_contacts
 from mailer.models import LawfulBasis, Publication, Role
 from tests.helpers import write_csv
+from tests.rendering_fixtures import ZONE
 
 
 @pytest.mark.parametrize(
@@ -103,7 +104,7 @@ def test_export_writes_what_import_reads_back_unchanged(loaded: Session, tmp_pat
         "bo@d2n2.example,Bo Chan,D2N2,officer,newsletter,,\n"
         "cy@fsb.example,Cy Ng,FSB,stakeholder,newsletter,consent,2025-06-01\n",
     )
-    first = import_contacts(loaded, source)
+    first = import_contacts(loaded, source, zone=ZONE)
     assert first.added == 3 and not first.rejected
     out = io.StringIO()
     assert contacts.export_csv(loaded, out) == 3
@@ -113,7 +114,7 @@ def test_export_writes_what_import_reads_back_unchanged(loaded: Session, tmp_pat
     assert "bulletin;newsletter" in lines[1]
     exported = tmp_path / "exported.csv"
     exported.write_text(out.getvalue(), encoding="utf-8")
-    again = import_contacts(loaded, exported)
+    again = import_contacts(loaded, exported, zone=ZONE)
     assert (again.added, again.updated, again.unchanged) == (0, 0, 3)
     assert not again.rejected and not again.skipped
 
@@ -128,6 +129,7 @@ def test_listing_filters_by_organisation_role_and_text(loaded: Session, tmp_path
             "bo@d2n2.example,Bo Chan,D2N2,officer\n"
             "cy@semlep.example,Cy Ng,SEMLEP,chair\n",
         ),
+        zone=ZONE,
     )
     assert [r.email for r in contacts.iter_contacts(loaded, organisation="d2n2")] == [
         "ann@d2n2.example",
@@ -155,6 +157,7 @@ def test_search_takes_percent_and_underscore_literally(loaded: Session, tmp_path
             "cy@d2n2.example,Cy 100% Ng,D2N2,officer\n"
             "di@d2n2.example,Di\\Ng,D2N2,officer\n",
         ),
+        zone=ZONE,
     )
     assert [r.email for r in contacts.iter_contacts(loaded, search="a_b")] == ["a_b@d2n2.example"]
     assert [r.name for r in contacts.iter_contacts(loaded, search="%")] == ["Cy 100% Ng"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
@@ -12,14 +13,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from mailer import calendar, clock, issues
+from mailer import calendar, clock
 from mailer.daemon import Daemon
-from mailer.models import IssueStatus, Slot, SlotStatus
+from mailer.models import Issue, IssueStatus, Slot, SlotStatus
 from mailer.settings import Settings
 from mailer.transports import CaptureTransport, SmtpTransport
 from tests.conftest import LISTS
-from tests.outbox_fixtures import approved, config_for, people
-from tests.rendering_fixtures import DATA
+from tests.outbox_fixtures import approved, config_for, drafted, people
 from tests.smtp_server import RecordingHandler, running
 
 SLOT = datetime(2027, 3, 4, 9, 30, tzinfo=UTC)  # bulletin 2027/05, the test issue's slot
@@ -34,6 +34,12 @@ async def _tick(daemon: Daemon) -> None:
     """One look at the calendar, and the send it started (if any) seen through."""
     await daemon.tick()
     await daemon.settle()
+
+
+def _written(make: Callable[[Session], Issue], session: Session) -> Issue:
+    """The test issue, written the week before its slot (when its year is planned)."""
+    with clock.frozen(datetime(2027, 2, 25, tzinfo=UTC)):
+        return make(session)
 
 
 def _slot(session: Session, number: str = "2027/05") -> Slot:
@@ -53,7 +59,7 @@ def test_an_approved_issue_is_sent_at_its_slot_once(
     engine: Engine, session: Session, tmp_path: Path
 ) -> None:
     people(session, 4)
-    issue = approved(session)
+    issue = _written(approved, session)
     transport = CaptureTransport(tmp_path / "mail", engine)
     daemon = _daemon(engine, tmp_path, transport)
     with clock.frozen(datetime(2027, 3, 4, 9, 0, tzinfo=UTC)) as frozen:
@@ -75,7 +81,7 @@ def test_a_draft_at_its_slot_is_never_sent_and_staff_are_alerted(
     engine: Engine, session: Session, tmp_path: Path
 ) -> None:
     people(session, 4)
-    issue = issues.import_file(session, DATA / "bulletin.md")  # a draft
+    issue = _written(drafted, session)  # a draft
     session.commit()
     with running() as (controller, handler):
         daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
@@ -96,7 +102,7 @@ def test_reminders_come_at_the_deadline_and_on_the_morning(
     engine: Engine, session: Session, tmp_path: Path
 ) -> None:
     people(session, 1)
-    issues.import_file(session, DATA / "bulletin.md")
+    _written(drafted, session)
     session.commit()
     with running() as (controller, handler):
         daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
@@ -127,7 +133,7 @@ def test_after_downtime_it_sends_within_grace_and_misses_after(
 ) -> None:
     # The daemon planned the slot, then was down until ``restart`` (grace: 6 hours).
     people(session, 3)
-    issue = approved(session)
+    issue = _written(approved, session)
     with running() as (controller, handler):
         daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
         with clock.frozen(datetime(2027, 3, 3, tzinfo=UTC)) as frozen:
@@ -149,7 +155,7 @@ def test_after_downtime_it_sends_within_grace_and_misses_after(
 
 def test_a_slot_decided_once_is_not_decided_again(engine: Engine, session: Session) -> None:
     people(session, 1)
-    issue = approved(session)
+    issue = _written(approved, session)
     with clock.frozen(datetime(2027, 3, 1, tzinfo=UTC)):
         calendar.ensure_year(session, 2027, Settings())
         session.commit()
@@ -166,7 +172,7 @@ def test_a_reminder_the_relay_refuses_is_sent_again_on_the_next_tick(
     engine: Engine, session: Session, tmp_path: Path
 ) -> None:
     people(session, 1)
-    issues.import_file(session, DATA / "bulletin.md")
+    _written(drafted, session)
     session.commit()
     handler = RecordingHandler(rcpt_faults={"comms@lepnetwork.example": 451})
     with running(handler) as (controller, _):
@@ -186,7 +192,7 @@ def test_stopping_the_daemon_stops_a_send_under_way(
     engine: Engine, session: Session, tmp_path: Path
 ) -> None:
     people(session, 60)
-    issue = approved(session)
+    issue = _written(approved, session)
     with running(RecordingHandler(delay=0.05)) as (controller, handler):
         daemon = _daemon(
             engine, tmp_path, SmtpTransport("127.0.0.1", controller.port, connections=1)

@@ -145,7 +145,8 @@ def test_the_daemon_applies_retention_once_a_day(
     engine: Engine, session: Session, tmp_path: Path
 ) -> None:
     people(session, 3)
-    issue = approved(session)
+    with clock.frozen(datetime(2027, 2, 25, tzinfo=UTC)):  # written the week before
+        issue = approved(session)
     start(session, issue)
     config = _config(engine, tmp_path)
     with running() as (relay, _):

@@ -30,6 +30,7 @@ from mailer.settings import Config
 from mailer.tokens import TokenSigner
 from mailer.transports import CaptureTransport, Reply, SmtpTransport
 from tests.outbox_fixtures import approved, config_for, people, start
+from tests.rendering_fixtures import ZONE
 from tests.smtp_server import RecordingHandler, free_port, running
 
 SIGNER = TokenSigner(b"delivery-key-" * 3)
@@ -392,6 +393,7 @@ def test_an_address_that_needs_smtputf8_is_refused_at_import(
         write_csv(
             tmp_path / "c.csv", "email,name,organisation,role\njosé@d2n2.example,José,D2N2,chair\n"
         ),
+        zone=ZONE,
     )
     assert report.added == 0
     assert "Internationalized characters before the @-sign" in report.rejected[0].reason

@@ -27,6 +27,7 @@ from mailer.models import (
 )
 from tests.conftest import LISTS
 from tests.helpers import write_csv
+from tests.rendering_fixtures import ZONE
 
 HEADER = "email,name,organisation,role,lawful_basis,consented_at,source,publications\n"
 
@@ -62,7 +63,7 @@ def test_lep_and_external_contacts_get_the_right_publications_and_basis(
         + "cy@semlep.example,Cy Ng,semlep,officer,,,,newsletter\n",
     )
     with clock.frozen(datetime(2026, 11, 24, 12, tzinfo=UTC)):
-        report = import_contacts(loaded, path)
+        report = import_contacts(loaded, path, zone=ZONE)
     assert (report.rows, report.added, len(report.rejected)) == (3, 3, 0)
     assert report.encoding == "utf-8"
     assert _subscriptions(loaded, "ann@d2n2.example") == {
@@ -116,7 +117,7 @@ def test_every_bad_row_is_reported_with_its_line_and_the_good_rows_are_written(
         + "basis@dbt.example,Bad Basis,DBT,stakeholder,whim,,,\n",  # 21
     )
     with clock.frozen(datetime(2026, 11, 24, tzinfo=UTC)):
-        report = import_contacts(loaded, path)
+        report = import_contacts(loaded, path, zone=ZONE)
     problems = _problems(report)
     assert problems == {
         3: problems[3],
@@ -159,10 +160,10 @@ def test_reimporting_the_same_file_changes_nothing(loaded: Session, tmp_path: Pa
         + "ann@d2n2.example,Ann Lee,D2N2,chair,,,,\n"
         + "bo@fsb.example,Bo Chan,FSB,stakeholder,consent,2025-03-31T10:15:00+01:00,,\n",
     )
-    import_contacts(loaded, path)
+    import_contacts(loaded, path, zone=ZONE)
     before = [c.model_dump() for c in loaded.exec(select(Contact).order_by(col(Contact.id)))]
     subscriptions = _count(loaded, Subscription)
-    again = import_contacts(loaded, path)
+    again = import_contacts(loaded, path, zone=ZONE)
     assert (again.added, again.updated, again.unchanged) == (0, 0, 2)
     assert not again.rejected and not again.skipped
     loaded.expire_all()
@@ -176,7 +177,7 @@ def test_a_dry_run_writes_nothing_but_reports_everything(loaded: Session, tmp_pa
         tmp_path / "c.csv",
         HEADER + "ann@d2n2.example,Ann Lee,D2N2,chair,,,,\nbad,Bad,D2N2,chair,,,,\n",
     )
-    report = import_contacts(loaded, path, dry_run=True)
+    report = import_contacts(loaded, path, zone=ZONE, dry_run=True)
     assert report.dry_run and report.added == 1 and list(_problems(report)) == [3]
     assert _count(loaded, Contact) == 0
     assert _count(loaded, Subscription) == 0
@@ -186,14 +187,15 @@ def test_changed_rows_are_skipped_unless_update_is_asked(loaded: Session, tmp_pa
     import_contacts(
         loaded,
         write_csv(tmp_path / "a.csv", HEADER + "ann@d2n2.example,Ann Lee,D2N2,officer,,,,\n"),
+        zone=ZONE,
     )
     changed = write_csv(
         tmp_path / "b.csv", HEADER + "ann@d2n2.example,Ann Lee-Smith,D2N2,chair,,,,\n"
     )
-    skipped = import_contacts(loaded, changed)
+    skipped = import_contacts(loaded, changed, zone=ZONE)
     assert skipped.updated == 0
     assert [(p.line, p.field) for p in skipped.skipped] == [(2, "name, role")]
-    updated = import_contacts(loaded, changed, update=True)
+    updated = import_contacts(loaded, changed, zone=ZONE, update=True)
     assert updated.updated == 1
     ann = loaded.exec(select(Contact).where(Contact.email == "ann@d2n2.example")).one()
     assert (ann.name, ann.role) == ("Ann Lee-Smith", Role.CHAIR)
@@ -201,7 +203,7 @@ def test_changed_rows_are_skipped_unless_update_is_asked(loaded: Session, tmp_pa
 
 def test_an_import_never_revives_an_ended_subscription(loaded: Session, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "a.csv", HEADER + "ann@d2n2.example,Ann Lee,D2N2,chair,,,,\n")
-    import_contacts(loaded, path)
+    import_contacts(loaded, path, zone=ZONE)
     loaded.execute(
         sa.update(Subscription)
         .where(col(Subscription.publication) == Publication.BULLETIN)
@@ -211,7 +213,10 @@ def test_an_import_never_revives_an_ended_subscription(loaded: Session, tmp_path
     explicit = write_csv(
         tmp_path / "b.csv", HEADER + "ann@d2n2.example,Ann Lee,D2N2,chair,,,,bulletin;newsletter\n"
     )
-    for report in (import_contacts(loaded, path), import_contacts(loaded, explicit, update=True)):
+    for report in (
+        import_contacts(loaded, path, zone=ZONE),
+        import_contacts(loaded, explicit, zone=ZONE, update=True),
+    ):
         assert report.unchanged == 1
     assert _subscriptions(loaded, "ann@d2n2.example")[Publication.BULLETIN] is (
         SubscriptionStatus.UNSUBSCRIBED
@@ -225,7 +230,9 @@ def test_a_suppressed_address_is_not_imported(loaded: Session, tmp_path: Path) -
     )
     loaded.commit()
     report = import_contacts(
-        loaded, write_csv(tmp_path / "a.csv", HEADER + "Gone@D2N2.example,Gone,D2N2,chair,,,,\n")
+        loaded,
+        write_csv(tmp_path / "a.csv", HEADER + "Gone@D2N2.example,Gone,D2N2,chair,,,,\n"),
+        zone=ZONE,
     )
     assert _problems(report) == {
         2: "email: the address is suppressed (bounced, complained, or asked to be erased)"
@@ -241,9 +248,9 @@ def test_windows_1252_and_bom_files_keep_their_letters(loaded: Session, tmp_path
     assert sniff(cp1252) == ("cp1252", 2, 2)
     assert sniff(bom) == ("utf-8-sig", 2, None)
     for path in (cp1252, bom):
-        report = import_contacts(loaded, path)
+        report = import_contacts(loaded, path, zone=ZONE)
         assert report.added == 1, report.rejected
-    assert import_contacts(loaded, bom).warnings == []
+    assert import_contacts(loaded, bom, zone=ZONE).warnings == []
     names = {c.name for c in loaded.exec(select(Contact))}
     assert names == {"Zoë Brontë £"}
 
@@ -253,7 +260,7 @@ def test_semicolon_files_and_loose_headers_are_understood(loaded: Session, tmp_p
         tmp_path / "semi.csv",
         "E-mail;Full Name;Organization;Role;Notes\nann@d2n2.example;Ann Lee;D2N2;chair;x\n",
     )
-    report = import_contacts(loaded, path)
+    report = import_contacts(loaded, path, zone=ZONE)
     assert report.added == 1
     assert report.ignored_columns == ("notes",)
 
@@ -276,7 +283,7 @@ def test_an_unreadable_file_is_an_error_and_nothing_is_written(
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ImportFileError, match=message):
-        import_contacts(loaded, path)
+        import_contacts(loaded, path, zone=ZONE)
     assert _count(loaded, Contact) == 0
 
 
@@ -295,7 +302,7 @@ def test_malformed_csv_names_the_line_and_rolls_back_earlier_batches(
     previous = csv.field_size_limit(200)
     try:
         with pytest.raises(ImportFileError, match=r"broken.csv:\d+: malformed CSV"):
-            import_contacts(loaded, path, batch_size=1)
+            import_contacts(loaded, path, zone=ZONE, batch_size=1)
     finally:
         csv.field_size_limit(previous)
     assert _count(loaded, Contact) == 0
@@ -328,7 +335,7 @@ def test_a_database_failure_mid_import_leaves_nothing_half_written(
         "a@d2n2.example,A,D2N2,chair\nb@d2n2.example,B,D2N2,chair\nc@d2n2.example,C,D2N2,chair\n",
     )
     with pytest.raises(sa.exc.DatabaseError, match="injected fault"):
-        import_contacts(loaded, path, batch_size=1)
+        import_contacts(loaded, path, zone=ZONE, batch_size=1)
     assert _count(loaded, Contact) == 0
     assert _count(loaded, Subscription) == 0
 
@@ -340,11 +347,11 @@ def test_a_suppressed_status_column_stays_suppressed(loaded: Session, tmp_path: 
         tmp_path / "c.csv",
         "email,name,organisation,role,status\nann@d2n2.example,Ann,D2N2,chair,suppressed\n",
     )
-    assert import_contacts(loaded, path).added == 1
+    assert import_contacts(loaded, path, zone=ZONE).added == 1
     ann = loaded.exec(select(Contact).where(Contact.email == "ann@d2n2.example")).one()
     assert ann.status is ContactStatus.SUPPRESSED
     assert loaded.exec(select(Suppression).where(Suppression.email_hash == ann.email_hash)).one()
-    again = import_contacts(loaded, path)
+    again = import_contacts(loaded, path, zone=ZONE)
     assert (again.added, again.updated, again.unchanged) == (0, 0, 1)
     assert not again.rejected and not again.skipped
     assert len(loaded.exec(select(Suppression)).all()) == 1
@@ -355,7 +362,11 @@ def test_progress_reaches_the_last_line(loaded: Session, tmp_path: Path) -> None
     path = write_csv(tmp_path / "p.csv", "email,name,organisation,role\n" + rows)
     seen: list[tuple[int, int]] = []
     import_contacts(
-        loaded, path, batch_size=10, progress=lambda line, total: seen.append((line, total))
+        loaded,
+        path,
+        zone=ZONE,
+        batch_size=10,
+        progress=lambda line, total: seen.append((line, total)),
     )
     assert [line for line, _ in seen] == [11, 21, 26]
     assert all(total == 26 for _, total in seen)
@@ -379,21 +390,21 @@ def test_an_import_makes_a_status_stricter_but_never_looser(
             tmp_path / f"{name}.csv", STATUS_HEADER + f"ann@d2n2.example,Ann,D2N2,chair,{status}\n"
         )
 
-    import_contacts(loaded, row("active", "active"))
+    import_contacts(loaded, row("active", "active"), zone=ZONE)
     disabled = row("disabled", "disabled")
-    skipped = import_contacts(loaded, disabled)
+    skipped = import_contacts(loaded, disabled, zone=ZONE)
     assert [(p.line, p.field) for p in skipped.skipped] == [(2, "status")]
     assert _status(loaded, "ann@d2n2.example") is ContactStatus.ACTIVE
-    updated = import_contacts(loaded, disabled, update=True)
+    updated = import_contacts(loaded, disabled, zone=ZONE, update=True)
     assert (updated.updated, updated.unchanged) == (1, 0)
     assert _status(loaded, "ann@d2n2.example") is ContactStatus.DISABLED
-    assert import_contacts(loaded, row("active-again", "active")).unchanged == 1
-    suppressed = import_contacts(loaded, row("suppressed", "Suppressed"), update=True)
+    assert import_contacts(loaded, row("active-again", "active"), zone=ZONE).unchanged == 1
+    suppressed = import_contacts(loaded, row("suppressed", "Suppressed"), zone=ZONE, update=True)
     assert suppressed.updated == 1
     assert _status(loaded, "ann@d2n2.example") is ContactStatus.SUPPRESSED
     assert loaded.exec(select(Suppression)).one().email_hash == email_hash("ann@d2n2.example")
     for looser in ("active", "disabled"):
-        report = import_contacts(loaded, row(f"looser-{looser}", looser), update=True)
+        report = import_contacts(loaded, row(f"looser-{looser}", looser), zone=ZONE, update=True)
         assert (report.updated, report.unchanged, report.skipped) == (0, 1, [])
         assert _status(loaded, "ann@d2n2.example") is ContactStatus.SUPPRESSED
 
@@ -404,16 +415,16 @@ def test_a_contact_suppressed_by_a_bounce_is_compared_not_rejected(
     # A contact still on file whose address has a suppression entry is not an erased person:
     # the row is compared as usual and marking it suppressed adds no second entry.
     path = write_csv(tmp_path / "a.csv", STATUS_HEADER + "bo@d2n2.example,Bo,D2N2,chair,\n")
-    import_contacts(loaded, path)
+    import_contacts(loaded, path, zone=ZONE)
     loaded.add(
         Suppression(email_hash=email_hash("bo@d2n2.example"), reason=SuppressionReason.BOUNCE)
     )
     loaded.commit()
-    assert import_contacts(loaded, path).unchanged == 1
+    assert import_contacts(loaded, path, zone=ZONE).unchanged == 1
     marked = write_csv(
         tmp_path / "b.csv", STATUS_HEADER + "bo@d2n2.example,Bo,D2N2,chair,suppressed\n"
     )
-    assert import_contacts(loaded, marked, update=True).updated == 1
+    assert import_contacts(loaded, marked, zone=ZONE, update=True).updated == 1
     assert _status(loaded, "bo@d2n2.example") is ContactStatus.SUPPRESSED
     assert len(loaded.exec(select(Suppression)).all()) == 1
 
@@ -439,7 +450,7 @@ def test_a_date_out_of_range_is_a_row_error_not_a_crash(
         + "new@fsb.example,New,FSB,stakeholder,consent,2000-01-01,,\n",
     )
     with clock.frozen(datetime(2026, 11, 24, tzinfo=UTC)):
-        report = import_contacts(loaded, path)
+        report = import_contacts(loaded, path, zone=ZONE)
     assert _problems(report)[2].startswith(f"consented_at: {reason}")
     assert report.added == 1
 
@@ -453,7 +464,7 @@ def test_too_long_source_or_wording_rejects_the_row(loaded: Session, tmp_path: P
         f"b@d2n2.example,B,D2N2,chair,,{'w' * 61}\n"
         f"c@d2n2.example,C,D2N2,chair,{'s' * 200},{'w' * 60}\n",
     )
-    report = import_contacts(loaded, path)
+    report = import_contacts(loaded, path, zone=ZONE)
     assert _problems(report) == {
         2: "source: source is longer than 200 characters (201)",
         3: "consent_wording: consent_wording is longer than 60 characters (61)",
@@ -474,7 +485,7 @@ def test_a_corrected_row_after_a_rejected_one_is_not_a_duplicate(
         "ann@d2n2.example,Ann,D2N2,chair\n"
         "ANN@d2n2.example,Ann,D2N2,officer\n",
     )
-    report = import_contacts(loaded, path)
+    report = import_contacts(loaded, path, zone=ZONE)
     assert report.added == 1
     assert set(_problems(report)) == {2, 4}
     assert _problems(report)[4] == "email: ann@d2n2.example is a duplicate of line 3"
@@ -498,7 +509,7 @@ def test_a_column_named_twice_is_refused(
     # Two columns that mean the same field make every row ambiguous: the file is refused.
     path = write_csv(tmp_path / "c.csv", header + "\nann@d2n2.example,Ann,D2N2,chair,x\n")
     with pytest.raises(ImportFileError, match=message):
-        import_contacts(loaded, path)
+        import_contacts(loaded, path, zone=ZONE)
     assert _count(loaded, Contact) == 0
 
 
@@ -509,7 +520,7 @@ def test_unnamed_columns_are_ignored_only_when_empty(loaded: Session, tmp_path: 
         tmp_path / "trailing.csv",
         "email,name,organisation,role,,Notes,\nann@d2n2.example,Ann,D2N2,chair,,x,\n",
     )
-    report = import_contacts(loaded, trailing)
+    report = import_contacts(loaded, trailing, zone=ZONE)
     assert report.added == 1
     assert report.ignored_columns == ("notes",)
     filled = write_csv(
@@ -519,7 +530,7 @@ def test_unnamed_columns_are_ignored_only_when_empty(loaded: Session, tmp_path: 
         "cy@d2n2.example,Cy,D2N2,chair,oops\n",
     )
     with pytest.raises(ImportFileError, match=r"filled.csv:3: column 5 \(E\) has no name"):
-        import_contacts(loaded, filled)
+        import_contacts(loaded, filled, zone=ZONE)
     assert _count(loaded, Contact) == 1
 
 
@@ -533,7 +544,7 @@ def test_one_windows_1252_byte_in_a_utf8_file_is_warned_about(
         "email,name,organisation,role\nann@d2n2.example,Zoë,D2N2,chair\n".encode()
         + "bo@d2n2.example,Brontë,D2N2,chair\n".encode("cp1252")
     )
-    report = import_contacts(loaded, path)
+    report = import_contacts(loaded, path, zone=ZONE)
     assert report.encoding == "cp1252"
     assert report.warnings == [
         "line 3 is not UTF-8; the file was read as Windows-1252: check accented names"
@@ -559,7 +570,7 @@ def test_a_publication_both_wanted_and_unsubscribed_is_a_row_error(
         + "cy@d2n2.example,Cy,D2N2,chair,none,bulletin;newsletter\n"
         + "di@d2n2.example,Di,D2N2,chair,,digest\n",
     )
-    report = import_contacts(loaded, path)
+    report = import_contacts(loaded, path, zone=ZONE)
     assert _problems(report)[3] == "unsubscribed: bulletin is both in publications and unsubscribed"
     assert _problems(report)[5].startswith("unsubscribed: unknown publication 'digest'")
     assert _subscriptions(loaded, "ann@d2n2.example") == {
@@ -574,7 +585,7 @@ def test_a_publication_both_wanted_and_unsubscribed_is_a_row_error(
     existing = write_csv(
         tmp_path / "e.csv", header + "ann@d2n2.example,Ann,D2N2,chair,,newsletter\n"
     )
-    again = import_contacts(loaded, existing, update=True)
+    again = import_contacts(loaded, existing, zone=ZONE, update=True)
     assert (again.updated, again.unchanged) == (0, 1)
     assert _subscriptions(loaded, "ann@d2n2.example")[Publication.NEWSLETTER] is (
         SubscriptionStatus.ACTIVE
@@ -593,7 +604,7 @@ def test_export_then_import_into_a_fresh_database_keeps_history_and_formulas(
         + "bo@d2n2.example,Bo,D2N2,chair,,,'+quoted,\n"
         + "cy@fsb.example,Cy,FSB,stakeholder,consent,2025-01-01,@home,\n",
     )
-    assert import_contacts(loaded, path).added == 3
+    assert import_contacts(loaded, path, zone=ZONE).added == 3
     loaded.execute(
         sa.update(Subscription)
         .where(col(Subscription.publication) == Publication.BULLETIN)
@@ -618,7 +629,7 @@ def test_export_then_import_into_a_fresh_database_keeps_history_and_formulas(
     assert rows["ann@d2n2.example"]["unsubscribed"] == "bulletin"
     assert rows["cy@fsb.example"]["publications"] == "none"
     assert rows["cy@fsb.example"]["unsubscribed"] == "newsletter"
-    assert import_contacts(loaded, exported).unchanged == 3
+    assert import_contacts(loaded, exported, zone=ZONE).unchanged == 3
 
     fresh = db.create_engine(f"sqlite:///{tmp_path / 'fresh' / 'mailer.db'}")
     try:
@@ -626,7 +637,7 @@ def test_export_then_import_into_a_fresh_database_keeps_history_and_formulas(
         with Session(fresh) as other:
             organisations.load_lists(other, LISTS)
             other.commit()
-            report = import_contacts(other, exported)
+            report = import_contacts(other, exported, zone=ZONE)
             assert (report.added, report.rejected) == (3, [])
             for email in ("ann@d2n2.example", "bo@d2n2.example"):
                 assert _subscriptions(other, email) == {

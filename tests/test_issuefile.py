@@ -10,12 +10,11 @@ import pytest
 from mailer import issuefile
 from mailer.issuefile import IssueFileError
 from mailer.models import Publication
-
-DATA = Path(__file__).parent / "data" / "issues"
+from tests.rendering_fixtures import DATA, ZONE
 
 
 def test_a_realistic_bulletin_is_read_fully() -> None:
-    doc = issuefile.read(DATA / "bulletin.md")
+    doc = issuefile.read(DATA / "bulletin.md", ZONE)
     assert doc.publication is Publication.BULLETIN
     assert doc.number == "2027/05"
     assert doc.slot_at == datetime(2027, 3, 4, 9, 30, tzinfo=UTC)
@@ -37,14 +36,14 @@ def test_a_realistic_bulletin_is_read_fully() -> None:
 
 @pytest.mark.parametrize("name", ["bulletin.md", "newsletter.md"])
 def test_the_round_trip_loses_nothing(name: str) -> None:
-    doc = issuefile.read(DATA / name)
-    again = issuefile.parse(issuefile.dump(doc))
+    doc = issuefile.read(DATA / name, ZONE)
+    again = issuefile.parse(issuefile.dump(doc, ZONE), ZONE)
     assert again == doc
-    assert issuefile.dump(again) == issuefile.dump(doc)
+    assert issuefile.dump(again, ZONE) == issuefile.dump(doc, ZONE)
 
 
 def test_the_newsletter_sponsor_is_read() -> None:
-    doc = issuefile.read(DATA / "newsletter.md")
+    doc = issuefile.read(DATA / "newsletter.md", ZONE)
     assert doc.sponsor is not None
     assert doc.sponsor.name.startswith("Example Infrastructure Partners")
     assert doc.sponsor.logo_alt == "Example Infrastructure Partners logo"
@@ -52,8 +51,8 @@ def test_the_newsletter_sponsor_is_read() -> None:
 
 @pytest.mark.parametrize("publication", list(Publication))
 def test_the_skeleton_is_a_valid_file(publication: Publication) -> None:
-    text = issuefile.skeleton(publication, "2027/07", datetime(2027, 4, 1, 8, 30, tzinfo=UTC))
-    doc = issuefile.parse(text)
+    text = issuefile.skeleton(publication, "2027/07", datetime(2027, 4, 1, 8, 30, tzinfo=UTC), ZONE)
+    doc = issuefile.parse(text, ZONE)
     assert doc.publication is publication
     assert doc.number == "2027/07"
     assert doc.sections
@@ -102,21 +101,21 @@ def _front(extra: str = "", body: str = "## S\n\n### I\n\nBody\n") -> str:
 )
 def test_malformed_files_are_refused_naming_line_and_field(text: str, message: str) -> None:
     with pytest.raises(IssueFileError, match=message):
-        issuefile.parse(text, "issue.md")
+        issuefile.parse(text, ZONE, "issue.md")
 
 
 def test_headings_inside_code_blocks_stay_in_the_item() -> None:
-    doc = issuefile.parse(_front(body="## S\n\n### I\n\n```\n## not a section\n```\n"))
+    doc = issuefile.parse(_front(body="## S\n\n### I\n\n```\n## not a section\n```\n"), ZONE)
     assert len(doc.sections) == 1
     assert "## not a section" in doc.sections[0].items[0].body
 
 
 def test_a_slot_without_offset_is_london_time() -> None:
-    doc = issuefile.parse(_front("slot: 2027-07-01T09:30\n"))
+    doc = issuefile.parse(_front("slot: 2027-07-01T09:30\n"), ZONE)
     assert doc.slot_at is not None
     assert doc.slot_at.astimezone(UTC) == datetime(2027, 7, 1, 8, 30, tzinfo=UTC)
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(IssueFileError, match=r"absent\.md: no such file"):
-        issuefile.read(tmp_path / "absent.md")
+        issuefile.read(tmp_path / "absent.md", ZONE)

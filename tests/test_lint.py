@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from mailer.content import ImageContent, ItemContent, SectionContent
 from mailer.lint import Severity, errors, lint
 from mailer.models import Publication
-from mailer.rendering import ImageContent, ItemContent, Renderer, SectionContent
+from mailer.rendering import Renderer
 from mailer.settings import WebSettings
 from tests.conftest import ROOT
-from tests.rendering_fixtures import FIXED_SLOTS, NETWORK, content, definition, renderer
+from tests.rendering_fixtures import FIXED_SLOTS, NETWORK, ZONE, content, definition, renderer
 
 
 def _codes(findings: list) -> dict[str, Severity]:  # type: ignore[type-arg]
@@ -79,6 +80,8 @@ def test_missing_unsubscribe_links_and_an_http_site_are_reported() -> None:
         "the HTML part has no unsubscribe link",
         "the text part has no unsubscribe link",
     ]
-    http_site = Renderer(ROOT / "templates", NETWORK, WebSettings(base_url="http://127.0.0.1:8000"))
+    http_site = Renderer(
+        ROOT / "templates", NETWORK, WebSettings(base_url="http://127.0.0.1:8000"), ZONE
+    )
     findings = lint(issue, http_site.render(issue, definition(Publication.BULLETIN), FIXED_SLOTS))
     assert _codes(findings) == {"site-https": Severity.WARNING}

@@ -29,8 +29,7 @@ from mailer.models import (
 )
 from mailer.outbox import Outcome, Result
 from mailer.settings import DeliverySettings
-from tests.outbox_fixtures import approved, external_org, people, start
-from tests.rendering_fixtures import DATA
+from tests.outbox_fixtures import approved, drafted, external_org, people, start
 
 SETTINGS = DeliverySettings()
 
@@ -56,7 +55,7 @@ def test_starting_a_send_snapshots_the_audience_once(session: Session) -> None:
 
 def test_a_draft_cannot_be_sent(session: Session) -> None:
     people(session, 1)
-    draft = issues.import_file(session, DATA / "bulletin.md")
+    draft = drafted(session, "bulletin.md")
     with pytest.raises(issues.IssueStateError, match="draft: only an approved issue"):
         start(session, draft)
 

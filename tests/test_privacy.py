@@ -37,6 +37,7 @@ from mailer.transports import CaptureTransport
 from tests.conftest import LISTS
 from tests.helpers import write_csv
 from tests.outbox_fixtures import addressed, approved, config_for, people, start, verp_for
+from tests.rendering_fixtures import ZONE
 
 SIGNER = TokenSigner(b"privacy-test-key" * 2)
 CORPUS = Path(__file__).parent / "data" / "bounces"
@@ -181,7 +182,7 @@ def test_erase_leaves_nothing_personal_and_the_address_stays_suppressed(
         tmp_path / "again.csv",
         f"email,name,organisation,role\n{SUBJECT},{NAME},D2N2,officer\n",
     )
-    report = import_contacts(session, csv_file)
+    report = import_contacts(session, csv_file, zone=ZONE)
     assert report.added == 0
     [problem] = report.rejected
     assert problem.line == 2 and "suppressed" in problem.reason

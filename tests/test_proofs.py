@@ -17,16 +17,15 @@ from mailer.messages import MessageTemplate, proof_subject
 from mailer.models import CapturedMessage, Issue
 from mailer.tokens import TokenSigner
 from mailer.transports import CaptureTransport, SmtpTransport, TransportError
-from tests.rendering_fixtures import DATA, NETWORK, WEB, definition, renderer
+from tests.outbox_fixtures import drafted
+from tests.rendering_fixtures import NETWORK, WEB, definition, renderer
 from tests.smtp_server import RecordingHandler, free_port, running
 
 SIGNER = TokenSigner(b"proof-key-" * 4)
 
 
 def _issue(session: Session) -> Issue:
-    issue = issues.import_file(session, DATA / "newsletter.md")
-    session.commit()
-    return issue
+    return drafted(session, "newsletter.md")
 
 
 def _template(session: Session, issue: Issue, subject: str | None = None) -> MessageTemplate:

@@ -23,7 +23,7 @@ from mailer.models import (
     SubscriptionStatus,
 )
 from tests.conftest import LISTS
-from tests.outbox_fixtures import approved, external_org, people
+from tests.outbox_fixtures import approved, drafted, external_org, people
 from tests.web_fixtures import Site, build_site, csrf_of, link_in, login
 
 
@@ -239,12 +239,7 @@ def test_an_editor_cannot_approve_and_an_approver_not_their_own_edit(
     site: Site, reader: str
 ) -> None:
     with Session(site.engine) as session:
-        draft = issues.import_file(
-            session,
-            LISTS.parent / "tests" / "data" / "issues" / "newsletter.md",
-            editor="approver@lepnetwork.example",
-        )
-        session.commit()
+        draft = drafted(session, "newsletter.md", editor="approver@lepnetwork.example")
         draft_id = draft.id
     editor = site.client()
     login(editor, "editor")

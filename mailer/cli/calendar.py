@@ -29,13 +29,9 @@ app = typer.Typer(
 
 
 def _when(value: str, current: State) -> datetime:
-    zone = ZoneInfo(current.config.settings.calendar.timezone)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+    when = parse_slot(value, current.config.settings.calendar.zone, "time")
+    if when is None:
         fail(f"expected a date and time like 2027-03-04T09:30, got {value!r}")
-    when = parse_slot(parsed.replace(tzinfo=parsed.tzinfo or zone), "time")
-    assert when is not None
     return when
 
 

@@ -19,6 +19,7 @@ from mailer.contacts import (
     count_contacts,
     export_csv,
     iter_contacts,
+    link_stated,
     parse_role,
     to_spreadsheet_cell,
 )
@@ -125,6 +126,7 @@ def import_file(
         report = import_contacts(
             session,
             path,
+            zone=config.settings.calendar.zone,
             dry_run=dry_run,
             update=update,
             source=source,
@@ -220,29 +222,44 @@ def list_command(
     search: Annotated[
         str | None, typer.Option("--search", help="Part of a name or address.")
     ] = None,
+    stated: Annotated[
+        bool,
+        typer.Option(
+            "--stated", help="Only sign-ups with a stated organisation for staff to review."
+        ),
+    ] = False,
     limit: Annotated[int, typer.Option(min=0, help="Rows to show (0: all).")] = 50,
 ) -> None:
     """List contacts in a table.
 
     Example: mailer contacts list --org D2N2 --role chair
+    Example: mailer contacts list --stated      # sign-ups waiting for `contacts link`
     """
     try:
         parsed_role = parse_role(role) if role else None
     except ContactFieldError as exc:
         fail(f"--role: {exc}")
     with state(ctx).session() as session:
-        total = count_contacts(session, organisation=org, role=parsed_role, search=search)
+        total = count_contacts(
+            session, organisation=org, role=parsed_role, search=search, stated=stated
+        )
         table = Table()
         for column in ("email", "name", "organisation", "role", "status", "publications"):
             table.add_column(column)
         shown = 0
         for row in iter_contacts(
-            session, organisation=org, role=parsed_role, search=search, limit=limit or None
+            session,
+            organisation=org,
+            role=parsed_role,
+            search=search,
+            stated=stated,
+            limit=limit or None,
         ):
+            stated_text = f" (stated: {row.stated_organisation})" if row.stated_organisation else ""
             table.add_row(
                 escape(row.email),
                 escape(row.name),
-                escape(row.organisation),
+                escape(row.organisation + stated_text),
                 row.role.value,
                 row.status.value,
                 ", ".join(p.value for p in row.publications) or "-",
@@ -250,3 +267,31 @@ def list_command(
             shown += 1
     console.print(table)
     console.print(f"{shown:,} of {total:,} contacts shown")
+
+
+@app.command("link")
+def link_command(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="The contact's email address.")],
+    organisation: Annotated[
+        str | None,
+        typer.Argument(help="Organisation (name or short name); default: the one it stated."),
+    ] = None,
+) -> None:
+    """Put a contact in an organisation: staff confirming who a reader works for.
+
+    A public sign-up never joins an organisation by typing its name: it is kept as a
+    "stated organisation" (see `contacts list --stated`) until staff link it. Linking a
+    contact to a LEP makes it a LEP contact, who gets the bulletin; linking it elsewhere
+    ends any subscription that organisation's contacts may not have. Audited.
+
+    Example: mailer contacts link jo@d2n2.example           # to the LEP jo stated
+    Example: mailer contacts link jo@d2n2.example "D2N2"
+    """
+    current = state(ctx)
+    with current.session() as session:
+        try:
+            contact, found = link_stated(session, address, organisation, actor=current.actor)
+        except ContactFieldError as exc:
+            fail(str(exc))
+    console.print(f"Linked {escape(contact.email)} to {escape(found.name)} ({found.kind.value}).")

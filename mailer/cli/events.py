@@ -12,7 +12,6 @@ from rich.table import Table
 
 from mailer import clock, events
 from mailer.cli.state import console, fail, state
-from mailer.issuefile import LONDON
 from mailer.models import EventAudience
 
 app = typer.Typer(help="The events diary.", no_args_is_help=True)
@@ -60,8 +59,10 @@ def list_command(
 
     Example: mailer events list
     """
-    start = None if all_ else clock.now().astimezone(LONDON).date()
-    with state(ctx).session() as session:
+    current = state(ctx)
+    zone = current.config.settings.calendar.zone
+    start = None if all_ else clock.now().astimezone(zone).date()
+    with current.session() as session:
         found = events.listing(session, start)
     table = Table()
     for column in ("id", "date", "title", "location", "audience", "link"):

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mailer import calendar, clock, issuefile, issues, lint, messages, proofs, publications, tokens
+from mailer import editorial, issuefile, issues, lint, messages, proofs, publications, tokens
 from mailer.cli.state import State, console, err, fail, state, write_out
 from mailer.contacts import ContactFieldError, normalise_email
 from mailer.models import Issue, IssueStatus, Publication
@@ -23,7 +23,7 @@ app = typer.Typer(help="Issues: compose, preview, lint, test, approve.", no_args
 
 def _renderer(current: State) -> Renderer:
     config = current.config
-    return Renderer(config.templates_dir, config.settings.network, config.settings.web)
+    return Renderer.for_config(config)
 
 
 def _signer(current: State) -> tokens.TokenSigner:
@@ -46,7 +46,23 @@ def _load(current: State, issue_id: int) -> Issue:
 
 def _findings(current: State, issue: Issue, rendered: RenderedIssue) -> list[lint.Finding]:
     with current.session() as session:
-        return lint.lint(issues.content(session, issue), rendered)
+        return lint.lint(
+            issues.content(session, issue, current.config.settings.calendar.zone), rendered
+        )
+
+
+def _who(current: State, given: str | None, doing: str) -> str:
+    """The person named by ``--by``, or the operating-system user, said so on stderr."""
+    if given and given.strip():
+        return given.strip()
+    err.print(
+        f"{doing} as {escape(current.actor)}, the operating-system user "
+        "(give --by EMAIL to name yourself)"
+    )
+    return current.actor
+
+
+BY_HELP = "Who you are (email); default: the operating-system user. Recorded in the audit log."
 
 
 @app.command("new")
@@ -54,28 +70,26 @@ def new_command(
     ctx: typer.Context,
     publication: Annotated[Publication, typer.Argument(help="bulletin or newsletter.")],
     slot: Annotated[
-        str | None, typer.Option(help="Planned send time, e.g. 2027-03-04T09:30 (London).")
+        str | None,
+        typer.Option(
+            help="The send time of an open slot, e.g. 2027-03-04T09:30 (calendar time zone); "
+            "default: the next open slot. See `mailer calendar`."
+        ),
     ] = None,
 ) -> None:
-    """Print a ready-to-edit issue file for the next planned slot (or the next number).
+    """Print a ready-to-edit issue file for an open slot; its number is the slot's.
 
-    Example: mailer issue new bulletin > bulletin.md
+    Its placeholder texts are lint errors: replace them before approving.
+
+    Example: mailer issue new bulletin --slot 2027-03-04T09:30 > bulletin.md
     """
-    slot_at = issuefile.parse_slot(slot, "--slot") if slot else None
     current = state(ctx)
+    settings = current.config.settings
+    zone = settings.calendar.zone
+    slot_at = issuefile.parse_slot(slot, zone, "--slot") if slot else None
     with current.session() as session:
-        year = (slot_at or clock.now()).astimezone(issuefile.LONDON).year
-        calendar.ensure_year(session, year, current.config.settings)
-        planned = (
-            calendar.slot_at(session, publication, slot_at)
-            if slot_at
-            else calendar.next_open_slot(session, publication, clock.now())
-        )
-        if planned is not None:
-            number, slot_at = planned.number, planned.send_at
-        else:
-            number = issues.next_number(session, publication, year)
-    sys.stdout.write(issuefile.skeleton(publication, number, slot_at))
+        document = editorial.new_draft(session, publication, slot_at=slot_at, settings=settings)
+    sys.stdout.write(issuefile.dump(document, zone))
 
 
 @app.command("import")
@@ -85,23 +99,27 @@ def import_command(
     issue_id: Annotated[
         int | None, typer.Option("--id", help="Replace the content of this draft.")
     ] = None,
-    editor: Annotated[str | None, typer.Option("--by", help="Who edited it (email).")] = None,
+    editor: Annotated[str | None, typer.Option("--by", help=BY_HELP)] = None,
 ) -> None:
     """Create an issue (or replace a draft's content) from an issue file.
 
-    Example: mailer issue import bulletin.md
+    Its `slot:` must be the time of an open slot of its publication (its number is then
+    the slot's); without one, its `number:` names the slot.
+
+    Example: mailer issue import bulletin.md --by editor@lepnetwork.example
     """
     current = state(ctx)
+    settings = current.config.settings
+    document = issuefile.read(file, settings.calendar.zone)
     with current.session() as session:
-        issue = issues.import_file(session, file, issue_id=issue_id, editor=editor)
+        who = _who(current, editor, "Editing")
+        issue = editorial.save(session, document, issue_id=issue_id, editor=who, settings=settings)
         sections = len(issues.document(session, issue).sections)
-        current.audit(
-            session, "issue:edit" if issue_id else "issue:new", f"issue {issue.id}", file.name
-        )
+        slot = issues.slot_label(issue.slot_at, settings.calendar.zone)
     verb = "Updated" if issue_id else "Created"
     console.print(
         f"{verb} issue {issue.id}: {issue.publication} {issue.number}, "
-        f"{sections} sections, {issue.status}"
+        f"{sections} sections, {issue.status}, slot {slot}"
     )
 
 
@@ -115,8 +133,12 @@ def export_command(
 
     Example: mailer issue export 3 bulletin-2027-05.md
     """
-    with state(ctx).session() as session:
-        text = issuefile.dump(issues.document(session, issues.get(session, issue_id)))
+    current = state(ctx)
+    with current.session() as session:
+        text = issuefile.dump(
+            issues.document(session, issues.get(session, issue_id)),
+            current.config.settings.calendar.zone,
+        )
     if write_out(text, file, str(file)):
         err.print(f"Wrote issue {issue_id} to {escape(str(file))}")
 
@@ -131,7 +153,9 @@ def list_command(
 
     Example: mailer issue list --publication bulletin --status draft
     """
-    with state(ctx).session() as session:
+    current = state(ctx)
+    zone = current.config.settings.calendar.zone
+    with current.session() as session:
         found = issues.listing(session, publication, status)
     table = Table()
     for column in ("id", "publication", "number", "slot", "status"):
@@ -142,7 +166,7 @@ def list_command(
             str(issue.id),
             issue.publication.value,
             issue.number,
-            issues.slot_label(issue.slot_at),
+            issues.slot_label(issue.slot_at, zone),
             issue.status.value,
             escape(issue.subject),
         )
@@ -159,14 +183,15 @@ def show_command(
     Example: mailer issue show 3
     """
     current = state(ctx)
+    zone = current.config.settings.calendar.zone
     issue = _load(current, issue_id)
     with current.session() as session:
         doc = issues.document(session, issue)
-        content = issues.content(session, issue)
+        content = issues.content(session, issue, zone)
     console.print(f"[bold]{issue.publication} {issue.number}[/] (issue {issue.id}, {issue.status})")
     console.print(f"Subject:   {escape(issue.subject)}")
     console.print(f"Preheader: {escape(issue.preheader) or '-'}")
-    console.print(f"Slot:      {issues.slot_label(issue.slot_at)}")
+    console.print(f"Slot:      {issues.slot_label(issue.slot_at, zone)}")
     if issue.approved_at:
         console.print(
             f"Approved:  {issue.approved_at:%Y-%m-%d %H:%M} UTC by {issue.approved_by or '-'}"
@@ -220,35 +245,48 @@ def lint_command(
 def approve_command(
     ctx: typer.Context,
     issue_id: Annotated[int, typer.Argument(help="Issue id.")],
-    approver: Annotated[str | None, typer.Option("--by", help="Who approves (email).")] = None,
+    approver: Annotated[str | None, typer.Option("--by", help=BY_HELP)] = None,
+    slot_id: Annotated[
+        int | None,
+        typer.Option(
+            "--slot", help="Approve it for this open slot (an id from `mailer calendar`)."
+        ),
+    ] = None,
 ) -> None:
-    """Approve a draft: render it, lint it, and freeze content and rendering.
+    """Approve a draft: lint it, check its slot, freeze content and rendering, schedule it.
 
-    Example: mailer issue approve 3 --by editor@lepnetwork.example
+    Four eyes: the last editor of an issue may not approve it ([staff]
+    approver_may_be_editor = false), and a staff account named by --by must have the
+    approver or admin role. Lint errors (the new issue's placeholders among them) block
+    approval. An issue with a planned slot is scheduled for it; the daemon sends it then.
+
+    Example: mailer issue approve 3 --by approver@lepnetwork.example
     """
     current = state(ctx)
+    config = current.config
     with current.session() as session:
         issue = issues.get(session, issue_id)
-        if issue.status is not IssueStatus.DRAFT:
-            fail(f"issue {issue_id} is {issue.status}: only a draft can be approved")
-        # The calendar slot it goes out at (from its own time if the calendar has none).
-        slot = calendar.slot_for_issue(session, issue, current.config.settings)
-        definition = publications.load(current.config.lists_dir, issue.publication)
-        rendered = issues.rendering(session, issue, _renderer(current), definition)
-        findings = lint.lint(issues.content(session, issue), rendered)
-        blocking = lint.errors(findings)
-        _print_findings(findings)
-        if blocking:
-            fail(f"issue {issue_id} has {len(blocking)} lint errors: fix them, then approve", 1)
-        approved = issues.approve(session, issue, rendered, approver=approver)
-        current.audit(session, "issue:approve", f"issue {issue_id}", f"by {approver or '-'}")
-    when = (
-        f"goes out {issues.slot_label(slot.send_at)} (slot {slot.id})"
-        if slot is not None
-        else "no slot: send it with `mailer send`"
-    )
+        who = _who(current, approver, "Approving")
+        try:
+            approval = editorial.approve(
+                session,
+                issue_id,
+                approver=who,
+                renderer=_renderer(current),
+                definition=publications.load(config.lists_dir, issue.publication),
+                settings=config.settings,
+                slot_id=slot_id,
+            )
+        except editorial.ApprovalRefused as exc:
+            session.rollback()
+            if exc.findings:
+                _print_findings(exc.findings)
+            fail(str(exc), 1 if exc.findings else 2)
+        _print_findings(approval.findings)
+    issue = approval.issue
     console.print(
-        f"Approved issue {approved.id} ({approved.publication} {approved.number}): frozen; {when}."
+        f"Approved issue {issue.id} ({issue.publication} {issue.number}) by {escape(who)}: "
+        f"frozen; {escape(approval.note)}."
     )
 
 

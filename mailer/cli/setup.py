@@ -59,7 +59,7 @@ def init(
     if demo:
         import_file(ctx, config.lists_dir / DEMO_CONTACTS, source=None)
         with current.session() as session:
-            content = load_content(session, config.lists_dir)
+            content = load_content(session, config.lists_dir, config.settings)
         issues_created = ", ".join(content.issues_created) or "none new"
         console.print(
             f"Demo content: {content.events_added} events added; issues created: {issues_created}"

@@ -185,7 +185,7 @@ def create_app(
         engine=engine,
         key=key,
         signer=tokens.TokenSigner(key),
-        renderer=Renderer(config.templates_dir, settings.network, settings.web),
+        renderer=Renderer.for_config(config),
         new_transport=transport or (lambda: from_config(config, engine)),
         drain=drain,
     )

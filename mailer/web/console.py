@@ -23,11 +23,13 @@ from mailer import (
     calendar,
     clock,
     contacts,
+    editorial,
     events,
     issuefile,
     issues,
     lint,
     messages,
+    organisations,
     outbox,
     privacy,
     proofs,
@@ -76,7 +78,7 @@ def _audit(
 
 
 def _local(request: Request) -> ZoneInfo:
-    return ZoneInfo(context(request).config.settings.calendar.timezone)
+    return context(request).config.settings.calendar.zone
 
 
 # -- login ---------------------------------------------------------------------------
@@ -179,18 +181,16 @@ def issue_new(
 ) -> Response:
     account = staff_of(request, session)
     check_csrf(request, csrf)
-    chosen = Publication(publication)
-    slot = calendar.next_open_slot(session, chosen, clock.now())
-    if slot is not None:
-        number, slot_at = slot.number, slot.send_at
-    else:
-        year = clock.now().astimezone(_local(request)).year
-        number, slot_at = issues.next_number(session, chosen, year), None
-    document = issuefile.parse(issuefile.skeleton(chosen, number, slot_at))
-    issue = issues.save_document(session, document, editor=account.email)
-    _audit(session, account, "issue:new", f"issue {issue.id}", f"{chosen} {number}")
+    settings = context(request).config.settings
+    try:
+        chosen = Publication(publication)
+    except ValueError:
+        flash(request, "Choose the bulletin or the newsletter.")
+        return redirect("/staff/issues")
+    document = editorial.new_draft(session, chosen, slot_at=None, settings=settings)
+    issue = editorial.save(session, document, editor=account.email, settings=settings)
     session.commit()
-    flash(request, f"Created {chosen} {number}: edit it below.")
+    flash(request, f"Created {chosen} {issue.number}: replace the placeholders below.")
     return redirect(f"/staff/issues/{issue.id}")
 
 
@@ -208,23 +208,22 @@ def _issue_page(
     definition = publications.load(ctx.config.lists_dir, issue.publication)
     findings: list[lint.Finding] = []
     render_error = None
+    zone = _local(request)
     try:
         rendered = issues.rendering(session, issue, ctx.renderer, definition)
-        findings = lint.lint(issues.content(session, issue), rendered)
+        findings = lint.lint(issues.content(session, issue, zone), rendered)
     except Exception as exc:  # a broken template must not hide the editor
         render_error = str(exc)
-    slots = [
-        s
-        for s in calendar.upcoming_slots(session, clock.now())
-        if s.publication is issue.publication and (calendar.issue_of(session, s) in (None, issue))
-    ]
+    slots = editorial.open_slots(session, issue.publication, issue_id=issue.id)
     own_slot = next((s for s in slots if s.number == issue.number), None)
     return page(
         request,
         "staff/issue.html",
         {
             "issue": issue,
-            "text": text if text is not None else issuefile.dump(issues.document(session, issue)),
+            "text": text
+            if text is not None
+            else issuefile.dump(issues.document(session, issue), zone),
             "error": error,
             "render_error": render_error,
             "findings": findings,
@@ -232,7 +231,7 @@ def _issue_page(
             "slots": slots,
             "own_slot": own_slot,
             "can_approve": staff.can_approve(account.role),
-            "zone": _local(request),
+            "zone": zone,
             "frozen": issue.status in issues.FROZEN,
         },
         status=status,
@@ -257,10 +256,12 @@ def issue_save(
     account = staff_of(request, session)
     check_csrf(request, csrf)
     issue = issues.get(session, issue_id)
+    settings = context(request).config.settings
     try:
-        document = issuefile.parse(text, "the issue")
-        issues.save_document(session, document, issue_id=issue_id, editor=account.email)
-        _audit(session, account, "issue:edit", f"issue {issue_id}")
+        document = issuefile.parse(text, settings.calendar.zone, "the issue")
+        editorial.save(
+            session, document, issue_id=issue_id, editor=account.email, settings=settings
+        )
         session.commit()
     except (issuefile.IssueFileError, issues.IssueError) as exc:
         session.rollback()
@@ -327,39 +328,32 @@ def issue_approve(
     check_csrf(request, csrf)
     require_role(account, *APPROVERS)
     ctx = context(request)
-    settings = ctx.config.settings
     issue = issues.get(session, issue_id)
-    if not settings.staff.approver_may_be_editor and issue.last_edited_by == account.email:
-        flash(request, "You edited this issue last: another approver must approve it.")
-        return redirect(f"/staff/issues/{issue_id}")
-    slot = calendar.get(session, int(slot_id)) if slot_id else None
-    if slot is not None and (slot.number != issue.number or slot.send_at != issue.slot_at):
-        # Confirming another slot: the issue takes its number and time before it is frozen.
-        document = issues.document(session, issue)
-        moved = issuefile.IssueDocument(
-            publication=document.publication,
-            number=slot.number,
-            subject=document.subject,
-            preheader=document.preheader,
-            slot_at=slot.send_at,
-            sections=document.sections,
-            sponsor=document.sponsor,
+    chosen: int | None = None
+    if slot_id.strip():
+        try:
+            chosen = int(slot_id)
+        except ValueError:
+            flash(
+                request, f"Not approved: {slot_id[:40]!r} is not a slot; choose one from the list."
+            )
+            return redirect(f"/staff/issues/{issue_id}")
+    try:
+        approval = editorial.approve(
+            session,
+            issue_id,
+            approver=account.email,
+            renderer=ctx.renderer,
+            definition=publications.load(ctx.config.lists_dir, issue.publication),
+            settings=ctx.config.settings,
+            slot_id=chosen,
         )
-        issues.save_document(session, moved, issue_id=issue_id, editor=issue.last_edited_by)
-    definition = publications.load(ctx.config.lists_dir, issue.publication)
-    rendered = issues.rendering(session, issue, ctx.renderer, definition)
-    blocking = lint.errors(lint.lint(issues.content(session, issue), rendered))
-    if blocking:
+        session.commit()
+    except (issues.IssueError, calendar.CalendarError) as exc:
         session.rollback()
-        flash(request, f"Not approved: {len(blocking)} lint errors to fix first.")
+        flash(request, f"Not approved: {exc}")
         return redirect(f"/staff/issues/{issue_id}")
-    issues.approve(session, issue, rendered, approver=account.email)
-    if slot is not None:
-        issues.transition(session, issue, IssueStatus.SCHEDULED)
-    _audit(session, account, "issue:approve", f"issue {issue_id}", f"{issue.status}")
-    session.commit()
-    when = f", scheduled for slot {slot.id}" if slot is not None else ""
-    flash(request, f"Approved{when}: content and rendering are frozen.")
+    flash(request, f"Approved, {approval.note}: content and rendering are frozen.")
     return redirect(f"/staff/issues/{issue_id}")
 
 
@@ -547,22 +541,23 @@ def event_add(
 
 
 @router.get("/contacts", response_class=HTMLResponse)
-def contact_list(request: Request, session: DB, q: str = "", org: str = "") -> Response:
+def contact_list(
+    request: Request, session: DB, q: str = "", org: str = "", stated: str = ""
+) -> Response:
     account = staff_of(request, session)
+    search, organisation, review = q or None, org or None, bool(stated)
     rows = list(
-        contacts.iter_contacts(session, search=q or None, organisation=org or None, limit=200)
-    )
-    total = contacts.count_contacts(session, search=q or None, organisation=org or None)
-    ids = {
-        c.email: c.id
-        for c in session.exec(
-            select(Contact).where(col(Contact.email).in_([r.email for r in rows]))
+        contacts.iter_contacts(
+            session, search=search, organisation=organisation, stated=review, limit=200
         )
-    }
+    )
+    total = contacts.count_contacts(
+        session, search=search, organisation=organisation, stated=review
+    )
     return page(
         request,
         "staff/contacts.html",
-        {"rows": rows, "total": total, "q": q, "org": org, "ids": ids},
+        {"rows": rows, "total": total, "q": q, "org": org, "stated": bool(stated)},
         staff=account,
     )
 
@@ -605,6 +600,7 @@ async def contact_import(
             report = import_contacts(
                 session,
                 path,
+                zone=_local(request),
                 dry_run=bool(dry_run),
                 source=f"console upload by {account.email}: {path.name}",
                 batch_size=context(request).config.settings.contacts_import.batch_size,
@@ -637,10 +633,15 @@ def _contact_page(
     error: str | None = None,
 ) -> Response:
     contact = session.get(Contact, contact_id)
-    if contact is None or contact.status is ContactStatus.ERASED:
+    row = contacts.contact_row(session, contact_id)
+    if contact is None or row is None:
         raise issues.IssueError(f"there is no contact {contact_id}")
-    row = next(iter(contacts.iter_contacts(session, search=contact.email, limit=1)))
     orgs = session.exec(select(Organisation).order_by(col(Organisation.name))).all()
+    directory = organisations.Directory(orgs)
+    try:
+        stated = directory.find(contact.stated_organisation or "")
+    except organisations.AmbiguousOrganisation:
+        stated = None
     return page(
         request,
         "staff/contact.html",
@@ -648,6 +649,7 @@ def _contact_page(
             "contact": contact,
             "row": row,
             "orgs": orgs,
+            "stated": stated,
             "roles": list(Role),
             "error": error,
             "bounces": bounces.listing(session, contact_id=contact_id),
@@ -672,22 +674,39 @@ def contact_save(
 ) -> Response:
     account = staff_of(request, session)
     check_csrf(request, csrf)
-    contact = session.get(Contact, contact_id)
-    if contact is None:
-        raise issues.IssueError(f"there is no contact {contact_id}")
     try:
-        contact.name = contacts.clean_name(name)
-        contact.role = Role(role)
-        if session.get(Organisation, organisation_id) is None:
-            raise ContactFieldError("unknown organisation")
-        contact.organisation_id = organisation_id
-        contact.updated_at = clock.now()
-        _audit(session, account, "contact:edit", f"contact {contact_id}")
+        contacts.edit(
+            session,
+            contact_id,
+            name=name,
+            role=Role(role),
+            organisation_id=organisation_id,
+            actor=account.email,
+        )
         session.commit()
     except (ContactFieldError, ValueError) as exc:
         session.rollback()
         return _contact_page(request, session, account, contact_id, str(exc))
     flash(request, "Saved.")
+    return redirect(f"/staff/contacts/{contact_id}")
+
+
+@router.post("/contacts/{contact_id}/link")
+def contact_link(request: Request, contact_id: int, session: DB, csrf: CSRF = "") -> Response:
+    """Link a reader to the organisation they stated at sign-up (one action, audited)."""
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    contact = session.get(Contact, contact_id)
+    if contact is None or contact.status is ContactStatus.ERASED:
+        raise issues.IssueError(f"there is no contact {contact_id}")
+    try:
+        _, organisation = contacts.link_stated(session, contact.email, None, actor=account.email)
+        session.commit()
+    except ContactFieldError as exc:
+        session.rollback()
+        flash(request, f"Not linked: {exc}")
+        return redirect(f"/staff/contacts/{contact_id}")
+    flash(request, f"Linked to {organisation.name}.")
     return redirect(f"/staff/contacts/{contact_id}")
 
 

@@ -209,6 +209,8 @@ def view_online(request: Request, token: str, session: DB) -> Response:
         return _invalid(request, exc)
     if who.issue is None or who.issue.status not in issues.FROZEN:
         return _invalid(request, LinkError("this issue is not available"))
+    if who.issue.publication not in who.offered:  # the firewall, as at every door
+        return _invalid(request, LinkError("this issue is for contacts of LEPs only"))
     return _email_page(request, session, who.issue, who.contact.name, token)
 
 
