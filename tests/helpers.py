@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -9,3 +12,21 @@ def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
     """Write CSV text with CRLF line ends, as spreadsheets save it."""
     path.write_bytes(text.replace("\n", "\r\n").encode(encoding))
     return path
+
+
+MAILER = [sys.executable, "-m", "mailer"]
+
+
+def cli(project: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`mailer ARGS` as a real process in the project folder, as the README runs it (the
+    configuration and database come from the environment the `project` fixture set)."""
+    return subprocess.run(
+        [*MAILER, *args],
+        cwd=project,
+        env={**os.environ, "COLUMNS": "200"},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
