@@ -192,3 +192,80 @@ def test_migrations_are_written_only_inside_a_git_checkout(engine: Engine, tmp_p
     (checkout / "mailer" / "migrations").mkdir(parents=True)
     assert db.source_checkout(checkout / "mailer" / "migrations") == checkout
     assert db.source_checkout() is not None  # the tests run from a checkout
+
+
+def test_the_membership_migration_moves_self_declared_lep_members_out(db_url: str) -> None:
+    # Before it, a confirmed sign-up naming a LEP was filed as that LEP's contact. The
+    # migration moves exactly those out (their stated organisation kept, their bulletin
+    # ended, each move audited) and leaves staff-imported LEP contacts alone.
+    engine = db.create_engine(db_url)
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    try:
+        db.upgrade(engine, "24f393a305a3")  # the release before it
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO organisations (name, short_name, kind, created_at)"
+                    " VALUES ('D2N2 LEP', 'D2N2', 'lep', :now)"
+                ),
+                {"now": now},
+            )
+            people = (  # email, source, basis, role
+                ("eve@gmail.example", "web sign-up", "consent", "stakeholder"),
+                ("ann@d2n2.example", "import:leps.csv", "legitimate_interest", "chair"),
+            )
+            for n, (email, source, basis, role) in enumerate(people, start=1):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO contacts (email, email_hash, name, organisation_id, role,"
+                        " status, lawful_basis, consent_source, created_at, updated_at,"
+                        " bounce_score) VALUES (:email, :hash, 'X', 1, :role, 'active',"
+                        " :basis, :source, :now, :now, 0)"
+                    ),
+                    {
+                        "email": email,
+                        "hash": f"{n:064x}",
+                        "role": role,
+                        "basis": basis,
+                        "source": source,
+                        "now": now,
+                    },
+                )
+                for publication in ("bulletin", "newsletter"):
+                    connection.execute(
+                        sa.text(
+                            "INSERT INTO subscriptions (contact_id, publication, status,"
+                            " created_at, updated_at) VALUES (:id, :p, 'active', :now, :now)"
+                        ),
+                        {"id": n, "p": publication, "now": now},
+                    )
+        db.upgrade(engine)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT c.email, o.kind, c.stated_organisation FROM contacts c"
+                    " JOIN organisations o ON o.id = c.organisation_id ORDER BY c.id"
+                )
+            ).all()
+            subscriptions = connection.execute(
+                sa.text("SELECT contact_id, publication FROM subscriptions ORDER BY 1, 2")
+            ).all()
+            audited = (
+                connection.execute(
+                    sa.text("SELECT target FROM audit_log WHERE action = 'contact:ungrant'")
+                )
+                .scalars()
+                .all()
+            )
+        assert [tuple(r) for r in rows] == [
+            ("eve@gmail.example", "other", "D2N2 LEP"),
+            ("ann@d2n2.example", "lep", None),
+        ]
+        assert [tuple(s) for s in subscriptions] == [
+            (1, "newsletter"),
+            (2, "bulletin"),
+            (2, "newsletter"),
+        ]
+        assert audited == ["contact 1"]
+    finally:
+        engine.dispose()
