@@ -19,12 +19,20 @@ from sqlmodel import Session, col, select
 
 from mailer import delivery, outbox
 from mailer.models import (
+    AuditEntry,
+    BounceEvent,
+    BounceKind,
     CapturedMessage,
     Contact,
     ContactStatus,
     Delivery,
     DeliveryStatus,
     IssueStatus,
+    Publication,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
 )
 from mailer.settings import Config
 from mailer.tokens import TokenSigner
@@ -431,3 +439,37 @@ def test_two_slow_senders_never_take_each_others_live_claims(
     assert len(received) == 24
     assert set(received.values()) == {1}
     assert outbox.report(session, issue.id or 0).in_doubt == 0
+
+
+def test_a_5xx_at_smtp_time_is_the_same_bounce_as_a_dsn(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    # One bounce policy: the relay refusing a recipient (550) does what a permanent DSN
+    # does: the address is suppressed and every active subscription ends as bounced,
+    # the bulletin's and the newsletter's alike, with the decision in the audit log.
+    people(session, 3)
+    issue = approved(session)
+    start(session, issue)
+    config = config_for(str(engine.url.render_as_string(hide_password=False)), tmp_path)
+    with running(RecordingHandler(rcpt_faults={"reader1@lep1.example": 550})) as (controller, _):
+        _send(engine, config, _smtp(controller.port), issue_id=issue.id)
+    session.expire_all()
+    gone = session.exec(select(Contact).where(col(Contact.email) == "reader1@lep1.example")).one()
+    assert gone.status is ContactStatus.SUPPRESSED
+    statuses = {
+        s.publication: s.status
+        for s in session.exec(select(Subscription).where(col(Subscription.contact_id) == gone.id))
+    }
+    assert statuses == {p: SubscriptionStatus.BOUNCED for p in Publication}
+    assert (
+        session.exec(select(Suppression).where(col(Suppression.email_hash) == gone.email_hash))
+        .one()
+        .reason
+        is SuppressionReason.BOUNCE
+    )
+    entry = session.exec(
+        select(AuditEntry).where(col(AuditEntry.target) == f"contact {gone.id}")
+    ).one()
+    assert (entry.actor, entry.action) == ("relay reply", "bounce:suppressed")
+    event = session.exec(select(BounceEvent).where(col(BounceEvent.contact_id) == gone.id)).one()
+    assert (event.source, event.code, event.kind) == ("smtp", 550, BounceKind.PERMANENT)
