@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from mailer import clock, issues, outbox, publications
+from mailer.db import get_by_id
 from mailer.models import Issue, IssueStatus, Publication, Slot, SlotStatus
 from mailer.settings import BulletinCadence, NewsletterCadence, Settings
 
@@ -317,7 +318,7 @@ def get(session: Session, slot_id: int) -> Slot:
 
     :raises CalendarError: there is none.
     """
-    slot = session.get(Slot, slot_id)
+    slot = get_by_id(session, Slot, slot_id)
     if slot is None:
         raise CalendarError(f"there is no slot {slot_id} (see `mailer calendar`)")
     return slot

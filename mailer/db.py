@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -83,6 +83,18 @@ def flush_wal(session: Session) -> bool:
     busy, _, _ = session.execute(sa.text("PRAGMA wal_checkpoint(TRUNCATE)")).one()
     session.commit()
     return not busy
+
+
+MAX_ID = 2**31 - 1  # the largest id an INTEGER key holds on PostgreSQL
+_Row = TypeVar("_Row")
+
+
+def get_by_id(session: Session, model: type[_Row], row_id: int) -> _Row | None:
+    """The row of ``model`` with this id, or None; an id no key can hold (typed by hand,
+    or forged in a form) is simply not found rather than an error of the database."""
+    if not 0 < row_id <= MAX_ID:
+        return None
+    return session.get(model, row_id)
 
 
 def rowcount(result: Any) -> int:

@@ -29,6 +29,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from mailer import audit, calendar, clock, content, issues, lint, staff
+from mailer.contacts import ContactFieldError, normalise_email
 from mailer.content import IssueDocument
 from mailer.issues import IssueError, IssueStateError
 from mailer.models import Issue, IssueStatus, Publication, Slot, SlotStatus, StaffAccount
@@ -132,6 +133,16 @@ def _why_not_open(
     holder = calendar.issue_of(session, own)
     held = holder.id if holder else "?"
     return f"the {publication} slot {own.number} at {when} already has issue {held}"
+
+
+def _person(name: str) -> str:
+    """Who is named, in one form: an address normalised as staff accounts store it (so
+    case, spaces or an international domain cannot make one person two), else the text."""
+    text = name.strip()
+    try:
+        return normalise_email(text)
+    except ContactFieldError:
+        return text
 
 
 def bind(
@@ -238,7 +249,7 @@ def save(
         differs.
     :raises SlotError: the document's slot or number is not an open slot's.
     """
-    editor = editor.strip()
+    editor = _person(editor)
     if not editor:
         raise IssueError("say who edits the issue (--by EMAIL)")
     if issue_id is not None:
@@ -265,7 +276,7 @@ def save(
 
 
 def _approval_slot(
-    session: Session, issue: Issue, slot_id: int | None, settings: Settings
+    session: Session, issue: Issue, slot_id: int | None, settings: Settings, approver: str
 ) -> Slot | None:
     """The slot the issue is approved for; a chosen slot gives the issue its number and
     time first. None: unscheduled.
@@ -289,7 +300,7 @@ def _approval_slot(
         if (chosen.number, chosen.send_at) != (issue.number, issue.slot_at):
             audit.record(
                 session,
-                "editorial",
+                approver,
                 "issue:slot",
                 f"issue {issue.id}",
                 f"{issue.number} -> {_label(chosen, settings)}",
@@ -349,23 +360,21 @@ def approve(
     issue = issues.get(session, issue_id)
     if issue.status is not IssueStatus.DRAFT:
         raise IssueStateError(f"issue {issue_id} is {issue.status}: only a draft can be approved")
-    who = approver.strip()
+    who = _person(approver)
     if not who:
         raise ApprovalRefused("say who approves the issue (--by EMAIL)")
-    account = session.exec(
-        select(StaffAccount).where(col(StaffAccount.email) == who.lower())
-    ).first()
+    account = session.exec(select(StaffAccount).where(col(StaffAccount.email) == who)).first()
     if account is not None and not staff.can_approve(account.role):
         raise ApprovalRefused(
             f"{who} is an {account.role}: approving needs the approver or admin role"
         )
-    editor = (issue.last_edited_by or "").strip()
+    editor = _person(issue.last_edited_by or "")
     if not settings.staff.approver_may_be_editor and editor.casefold() == who.casefold():
         raise ApprovalRefused(
             f"{who} edited issue {issue_id} last: another approver must approve it "
-            "(four eyes: [staff] approver_may_be_editor = false)"
+            "(four eyes: approver_may_be_editor = false in config.toml's [staff] section)"
         )
-    slot = _approval_slot(session, issue, slot_id, settings)
+    slot = _approval_slot(session, issue, slot_id, settings, who)
     rendered = issues.rendering(session, issue, renderer, definition)
     findings = lint.lint(issues.content(session, issue, settings.calendar.zone), rendered)
     blocking = lint.errors(findings)

@@ -29,6 +29,7 @@ from mailer.content import (
     SectionContent,
     SponsorContent,
 )
+from mailer.db import get_by_id
 from mailer.models import Issue, IssueStatus, Item, Publication, Section
 from mailer.publications import PublicationDefinition
 from mailer.rendering import RenderedIssue, Renderer, Slots
@@ -70,7 +71,7 @@ def get(session: Session, issue_id: int) -> Issue:
 
     :raises IssueError: there is none.
     """
-    issue = session.get(Issue, issue_id)
+    issue = get_by_id(session, Issue, issue_id)
     if issue is None:
         raise IssueError(f"there is no issue {issue_id} (see `mailer issue list`)")
     return issue

@@ -255,8 +255,8 @@ def approve_command(
 ) -> None:
     """Approve a draft: lint it, check its slot, freeze content and rendering, schedule it.
 
-    Four eyes: the last editor of an issue may not approve it ([staff]
-    approver_may_be_editor = false), and a staff account named by --by must have the
+    Four eyes: the last editor of an issue may not approve it (approver_may_be_editor =
+    false in the staff section of config.toml), and a staff account named by --by must have the
     approver or admin role. Lint errors (the new issue's placeholders among them) block
     approval. An issue with a planned slot is scheduled for it; the daemon sends it then.
 
