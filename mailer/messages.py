@@ -97,9 +97,17 @@ def check_header_value(field: str, value: str) -> str:
     return value
 
 
+def _crlf(encoded: bytes) -> bytes:
+    """Every line end of quoted-printable output as CRLF (b2a_qp writes its soft breaks
+    with the line end it saw first in the data, LF or CRLF)."""
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
+
+
 def _qp(data: bytes) -> bytes:
-    """Quoted-printable with CRLF line ends and lines of at most 76 characters."""
-    return binascii.b2a_qp(data, istext=True).replace(b"\n", CRLF)
+    """Quoted-printable text with CRLF line ends and lines of at most 76 characters; a
+    bare CR in the text is a line end too (never a CR alone on the wire)."""
+    text = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return _crlf(binascii.b2a_qp(text, istext=True))
 
 
 def _gap_value(data: bytes) -> bytes:
@@ -107,13 +115,27 @@ def _gap_value(data: bytes) -> bytes:
 
     Encoded as binary, so even a CR or LF in a value becomes =0D=0A, never a line break.
     """
-    return binascii.b2a_qp(data, istext=False).replace(b"\n", CRLF) + SOFT_BREAK
+    return _crlf(binascii.b2a_qp(data, istext=False)) + SOFT_BREAK
+
+
+_LONGEST_WORD = 60  # a longer word would not fold under 78 octets after "Subject: "
 
 
 def _needs_encoding(value: str) -> bool:
-    """Whether a value must travel as RFC 2047 encoded words: not ASCII, or holding
-    something a reader would take for an encoded word (``=?``)."""
-    return not value.isascii() or "=?" in value
+    """Whether a value must travel as RFC 2047 encoded words: not ASCII, holding
+    something a reader would take for an encoded word (``=?``), or a word too long to
+    fold at spaces (encoded words split anywhere, so no line passes 78 octets)."""
+    return (
+        not value.isascii()
+        or "=?" in value
+        or any(len(word) > _LONGEST_WORD for word in value.split())
+    )
+
+
+def display_text(value: str) -> str:
+    """A reader's text for display only (a name): each control character a space and
+    whitespace collapsed, so a damaged row is shown rather than stopping a message."""
+    return " ".join("".join(" " if _is_control(ch) else ch for ch in value).split())
 
 
 def _encoded_words(name: str, value: str) -> str:
@@ -158,8 +180,7 @@ def format_to(name: str, address: str) -> bytes:
     """``To:`` for one recipient (see :func:`mailbox`). A reader's name is display text
     only: a control character in it (checked at import, so only from a damaged row)
     becomes a space rather than stopping the send."""
-    shown = " ".join("".join(" " if _is_control(ch) else ch for ch in name).split())
-    return mailbox("To", shown, address)
+    return mailbox("To", display_text(name), address)
 
 
 def text_message(
@@ -176,18 +197,19 @@ def text_message(
 
     :raises HeaderError: a header value holds a line break or control character.
     """
+    addresses = ",\r\n ".join(check_header_value("to", address) for address in to)
     heads = [
         b"Date: " + format_datetime(clock.now()).encode("ascii") + CRLF,
-        header("Message-ID", check_header_value("message_id", message_id)),
+        f"Message-ID: {check_header_value('message_id', message_id)}\r\n".encode("ascii"),
         mailbox("From", from_name, from_address),
-        header("To", ", ".join(check_header_value("to", a) for a in to)),
+        f"To: {addresses}\r\n".encode("ascii"),
         header("Subject", subject),
         b"Auto-Submitted: auto-generated\r\n",
         b"MIME-Version: 1.0\r\n",
         b'Content-Type: text/plain; charset="utf-8"\r\n',
         b"Content-Transfer-Encoding: quoted-printable\r\n",
     ]
-    body = _qp(text.replace("\r\n", "\n").encode("utf-8"))
+    body = _qp(text.encode("utf-8"))
     return b"".join(heads) + CRLF + body + (b"" if body.endswith(CRLF) else CRLF)
 
 

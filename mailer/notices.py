@@ -119,7 +119,7 @@ class Notices:
     def disabled(self, contact: Disabled) -> Notice:
         """The bounce score has disabled a contact: staff check the address."""
         return self._message(
-            f"Disabled after repeated bounces: {contact.name}",
+            f"Disabled after repeated bounces: {messages.display_text(contact.name)}",
             "disabled.txt",
             {
                 "contact": contact,
