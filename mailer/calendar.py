@@ -298,18 +298,39 @@ def _add(
     return slot
 
 
+def _check_free(
+    session: Session, publication: Publication, send_at: datetime, moving: int | None = None
+) -> None:
+    """:raises CalendarError: another slot of ``publication`` (not skipped) is at that time."""
+    other = session.exec(
+        select(Slot).where(
+            col(Slot.publication) == publication,
+            col(Slot.send_at) == send_at,
+            col(Slot.status) != SlotStatus.SKIPPED,
+            col(Slot.id) != (moving or 0),
+        )
+    ).first()
+    if other is not None:
+        raise CalendarError(
+            f"{publication} {other.number} is already at that time (slot {other.id}): "
+            "two issues of one publication never go out at once"
+        )
+
+
 def add_slot(
     session: Session, publication: Publication, send_at: datetime, settings: Settings
 ) -> Slot:
     """Add one slot (an extra bulletin, or a newsletter) without touching the others.
 
-    :raises CalendarError: it is in the past, or would pass the newsletter cap.
+    :raises CalendarError: it is in the past, another slot of the publication is at that
+        time, or it would pass the newsletter cap.
     """
     if send_at <= clock.now():
         raise CalendarError("a new slot must be in the future")
     year = send_at.astimezone(ZoneInfo(settings.calendar.timezone)).year
     ensure_year(session, year, settings)
     _check_cap(session, publication, year, settings)
+    _check_free(session, publication, send_at)
     return _add(session, publication, send_at, settings, "extra")
 
 
@@ -355,6 +376,7 @@ def move_slot(session: Session, slot_id: int, send_at: datetime, settings: Setti
     issue = _changeable(session, slot)
     if send_at <= clock.now():
         raise CalendarError("a slot can only move to a time in the future")
+    _check_free(session, slot.publication, send_at, moving=slot.id)
     zone = ZoneInfo(settings.calendar.timezone)
     new_year = send_at.astimezone(zone).year
     if new_year != slot.send_at.astimezone(zone).year:

@@ -7,8 +7,10 @@ its placeholder texts, so the lint can refuse an issue nobody has written yet.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from urllib.parse import urlsplit
 
 from mailer.models import Publication
 
@@ -99,8 +101,9 @@ BODY_PLACEHOLDERS = (
     "[descriptive text](https://www.gov.uk).",
     "What happened, where, and why.",
 )
-PLACEHOLDER_IMAGE_HOST = "images.example"
+ALT_PLACEHOLDER = "Describe what the picture shows"
 SPONSOR_PLACEHOLDERS = ("Sponsor name", "One or two sentences about the sponsor.")
+PLACEHOLDER_HOSTS = ("images.example", "your-sponsor.example")
 
 
 def skeleton(publication: Publication, number: str, slot_at: datetime | None) -> IssueDocument:
@@ -110,9 +113,9 @@ def skeleton(publication: Publication, number: str, slot_at: datetime | None) ->
         if publication.internal
         else SponsorContent(
             name=SPONSOR_PLACEHOLDERS[0],
-            link="https://sponsor.example",
+            link=f"https://{PLACEHOLDER_HOSTS[1]}",
             blurb=SPONSOR_PLACEHOLDERS[1],
-            logo="https://sponsor.example/logo.png",
+            logo=f"https://{PLACEHOLDER_HOSTS[1]}/logo.png",
             logo_alt=f"{SPONSOR_PLACEHOLDERS[0]} logo",
         )
     )
@@ -125,8 +128,8 @@ def skeleton(publication: Publication, number: str, slot_at: datetime | None) ->
                     body=BODY_PLACEHOLDERS[0],
                     link="https://www.gov.uk",
                     image=ImageContent(
-                        url=f"https://{PLACEHOLDER_IMAGE_HOST}/photo.jpg",
-                        alt="Describe what the picture shows",
+                        url=f"https://{PLACEHOLDER_HOSTS[0]}/photo.jpg",
+                        alt=ALT_PLACEHOLDER,
                         width=600,
                         height=300,
                     ),
@@ -150,29 +153,47 @@ def skeleton(publication: Publication, number: str, slot_at: datetime | None) ->
     )
 
 
+def _words(text: str) -> str:
+    """Text reduced to its words, so a full stop or a capital does not hide a placeholder."""
+    return " ".join(re.sub(r"[\W_]+", " ", text.casefold()).split())
+
+
+def _placeholder_url(url: str | None) -> bool:
+    host = (urlsplit(url or "").hostname or "").rstrip(".")
+    return host in PLACEHOLDER_HOSTS
+
+
 def placeholders(content: IssueContent) -> list[str]:
-    """Where the issue still holds the skeleton's placeholder text (empty when none)."""
+    """Where the issue still holds the skeleton's placeholders (empty when none): its
+    texts (compared word for word), its picture's description, and its placeholder
+    addresses."""
     found = []
-    if content.subject.endswith(SUBJECT_PLACEHOLDER):
+    if _words(content.subject).endswith(_words(SUBJECT_PLACEHOLDER)):
         found.append("the subject")
-    if content.preheader == PREHEADER_PLACEHOLDER:
+    if _words(content.preheader) == _words(PREHEADER_PLACEHOLDER):
         found.append("the preheader")
+    titles = {_words(t) for t in ITEM_PLACEHOLDERS}
+    bodies = [_words(b) for b in BODY_PLACEHOLDERS]
     for section in content.sections:
         for item in section.items:
-            if item.title in ITEM_PLACEHOLDERS:
+            if _words(item.title) in titles:
                 found.append(f"the item title {item.title!r}")
-            if item.body.strip() in BODY_PLACEHOLDERS:
+            if any(body in _words(item.body) for body in bodies):
                 found.append(f"the text of {item.title!r}")
-            if item.image is not None and _placeholder_url(item.image.url):
-                found.append(f"the picture of {item.title!r} ({item.image.url})")
+            if _placeholder_url(item.link):
+                found.append(f"the link of {item.title!r} ({item.link})")
+            image = item.image
+            if image is not None and (
+                _placeholder_url(image.url) or _words(image.alt) == _words(ALT_PLACEHOLDER)
+            ):
+                found.append(f"the picture of {item.title!r} ({image.url})")
     sponsor = content.sponsor
     if sponsor is not None and (
-        sponsor.name == SPONSOR_PLACEHOLDERS[0] or sponsor.blurb == SPONSOR_PLACEHOLDERS[1]
+        _words(sponsor.name) == _words(SPONSOR_PLACEHOLDERS[0])
+        or _words(SPONSOR_PLACEHOLDERS[1]) in _words(sponsor.blurb)
+        or _words(sponsor.logo_alt or "") == _words(f"{SPONSOR_PLACEHOLDERS[0]} logo")
+        or _placeholder_url(sponsor.link)
+        or _placeholder_url(sponsor.logo)
     ):
         found.append("the sponsor")
     return found
-
-
-def _placeholder_url(url: str) -> bool:
-    host = url.split("://", 1)[-1].split("/", 1)[0].lower()
-    return host == PLACEHOLDER_IMAGE_HOST

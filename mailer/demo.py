@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from mailer import calendar, editorial, events, issuefile
+from mailer import calendar, editorial, events, issuefile, staff
 from mailer.models import Issue, Publication
 from mailer.organisations import EXTERNAL_FILE, LEPS_FILE
 from mailer.settings import Settings
@@ -160,6 +160,7 @@ def contacts(
 
 
 DEMO_FOLDER = "demo"
+DEMO_EDITOR = staff.operator("demo loader")  # who wrote the demo issues
 
 
 @dataclass(frozen=True)
@@ -196,13 +197,13 @@ def load_content(session: Session, lists_dir: Path, settings: Settings) -> DemoC
             calendar.plan_newsletters(session, document.slot_at.astimezone(zone).year, settings)
         try:
             with session.begin_nested():
-                issue = editorial.save(session, document, editor="demo", settings=settings)
+                issue = editorial.save(session, document, editor=DEMO_EDITOR, settings=settings)
         except editorial.SlotError:  # its time has passed: the next open slot instead
             later = editorial.new_draft(
                 session, document.publication, slot_at=None, settings=settings
             )
             moved = dataclasses.replace(document, number=later.number, slot_at=later.slot_at)
-            issue = editorial.save(session, moved, editor="demo", settings=settings)
+            issue = editorial.save(session, moved, editor=DEMO_EDITOR, settings=settings)
         created.append(f"{issue.publication} {issue.number}")
     return DemoContent(events_added=added, issues_created=tuple(created))
 

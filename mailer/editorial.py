@@ -7,9 +7,11 @@ Every front end (console, CLI, demo loader) calls these functions; none re-state
   time (``--slot``, the file's ``slot:``, the console's choice) must be exactly one; the
   issue's number is always that slot's. An issue with neither time nor number is
   unscheduled (numbered after every slot of its year) and is sent with ``mailer send``.
-- Approval: the approver is named; a staff account must have a role that approves; the
-  last editor may not approve unless ``[staff] approver_may_be_editor``; lint errors
-  (the untouched skeleton among them) block; the slot is checked again; the issue is then
+- People are named: editors and approvers are staff accounts (by address), or the
+  operating-system user at the command line (:func:`mailer.staff.identify`).
+- Approval: the account must have a role that approves; the last editor may not
+  approve unless ``[staff] approver_may_be_editor``; lint errors (the untouched
+  skeleton among them) block; the slot is checked again; the issue is then
   frozen and, with a planned slot, scheduled. Every step is audited by name.
 
 Errors::
@@ -29,10 +31,9 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from mailer import audit, calendar, clock, content, issues, lint, staff
-from mailer.contacts import ContactFieldError, normalise_email
 from mailer.content import IssueDocument
 from mailer.issues import IssueError, IssueStateError
-from mailer.models import Issue, IssueStatus, Publication, Slot, SlotStatus, StaffAccount
+from mailer.models import Issue, IssueStatus, Publication, Slot, SlotStatus
 from mailer.publications import PublicationDefinition
 from mailer.rendering import Renderer
 from mailer.settings import Settings
@@ -135,16 +136,6 @@ def _why_not_open(
     return f"the {publication} slot {own.number} at {when} already has issue {held}"
 
 
-def _person(name: str) -> str:
-    """Who is named, in one form: an address normalised as staff accounts store it (so
-    case, spaces or an international domain cannot make one person two), else the text."""
-    text = name.strip()
-    try:
-        return normalise_email(text)
-    except ContactFieldError:
-        return text
-
-
 def bind(
     session: Session,
     publication: Publication,
@@ -166,10 +157,11 @@ def bind(
     zone = settings.calendar.zone
     if slot_at is not None:
         calendar.ensure_year(session, slot_at.astimezone(zone).year, settings)
-        found = session.exec(
+        at_time = session.exec(
             select(Slot).where(col(Slot.publication) == publication, col(Slot.send_at) == slot_at)
-        ).first()
-        if found is None or not _is_open(session, found, issue_id):
+        ).all()
+        found = next((s for s in at_time if _is_open(session, s, issue_id)), None)
+        if found is None:
             reason = _why_not_open(session, publication, slot_at, settings)
             nearest = _nearest(session, publication, slot_at, issue_id, settings)
             raise SlotError(f"{reason}; {nearest}")
@@ -249,9 +241,10 @@ def save(
         differs.
     :raises SlotError: the document's slot or number is not an open slot's.
     """
-    editor = _person(editor)
-    if not editor:
-        raise IssueError("say who edits the issue (--by EMAIL)")
+    try:
+        editor, _ = staff.identify(session, editor)
+    except staff.StaffError as exc:
+        raise IssueError(str(exc)) from None
     if issue_id is not None:
         issues.editable(session, issue_id, document.publication)
     binding = bind(
@@ -360,16 +353,16 @@ def approve(
     issue = issues.get(session, issue_id)
     if issue.status is not IssueStatus.DRAFT:
         raise IssueStateError(f"issue {issue_id} is {issue.status}: only a draft can be approved")
-    who = _person(approver)
-    if not who:
-        raise ApprovalRefused("say who approves the issue (--by EMAIL)")
-    account = session.exec(select(StaffAccount).where(col(StaffAccount.email) == who)).first()
+    try:
+        who, account = staff.identify(session, approver)
+    except staff.StaffError as exc:
+        raise ApprovalRefused(str(exc)) from None
     if account is not None and not staff.can_approve(account.role):
         raise ApprovalRefused(
             f"{who} is an {account.role}: approving needs the approver or admin role"
         )
-    editor = _person(issue.last_edited_by or "")
-    if not settings.staff.approver_may_be_editor and editor.casefold() == who.casefold():
+    editor = (issue.last_edited_by or "").strip()
+    if not settings.staff.approver_may_be_editor and editor == who:
         raise ApprovalRefused(
             f"{who} edited issue {issue_id} last: another approver must approve it "
             "(four eyes: approver_may_be_editor = false in config.toml's [staff] section)"

@@ -319,6 +319,11 @@ def public_group(session: Session) -> Organisation:
         group = Organisation(name=PUBLIC_ORGANISATION, kind=OrganisationKind.OTHER)
         session.add(group)
         session.flush()
+    if group.kind is OrganisationKind.LEP:
+        raise OrganisationError(
+            f"{PUBLIC_ORGANISATION!r} is listed as a LEP: public sign-ups never join a LEP; "
+            "rename that row of lists/leps.csv"
+        )
     return group
 
 

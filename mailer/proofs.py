@@ -13,6 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlmodel import Session, col, select
+
+from mailer import audiences
+from mailer.contacts import ContactFieldError, normalise_email
 from mailer.messages import (
     DkimKey,
     MessageTemplate,
@@ -20,7 +24,7 @@ from mailer.messages import (
     dkim_sign,
     issue_key,
 )
-from mailer.models import Issue
+from mailer.models import Contact, Issue, Organisation, StaffAccount
 from mailer.publications import PublicationDefinition
 from mailer.rendering import RenderedIssue
 from mailer.settings import NetworkSettings
@@ -150,9 +154,52 @@ def screenshots(html: Path, out_dir: Path, widths: Sequence[int] = WIDTHS) -> tu
     return tuple(shots)
 
 
+@dataclass(frozen=True)
+class ProofRecipients:
+    """Addresses a test of one issue may go to, as :func:`proof_recipients` checked them."""
+
+    issue_id: int
+    addresses: tuple[str, ...]
+
+
+def proof_recipients(session: Session, issue: Issue, addresses: Sequence[str]) -> ProofRecipients:
+    """Check who a test of ``issue`` may go to. A test is a copy of the issue, so the
+    firewall holds for it too: a test of an internal publication goes only to staff
+    accounts and to contacts who may receive it (:func:`mailer.audiences.may_receive`).
+
+    :raises ProofError: an address is not valid, or may not see this issue.
+    """
+    assert issue.id is not None
+    checked = []
+    for raw in addresses:
+        try:
+            address = normalise_email(raw)
+        except ContactFieldError as exc:
+            raise ProofError(f"--to: {exc}") from None
+        if issue.publication.internal and not _may_see(session, issue, address):
+            raise ProofError(
+                f"{address} may not see the {issue.publication}: a test of an internal "
+                "publication goes only to staff accounts and contacts of LEPs"
+            )
+        checked.append(address)
+    return ProofRecipients(issue.id, tuple(checked))
+
+
+def _may_see(session: Session, issue: Issue, address: str) -> bool:
+    staff = session.exec(select(StaffAccount.id).where(col(StaffAccount.email) == address))
+    if staff.first() is not None:
+        return True
+    kind = session.exec(
+        select(col(Organisation.kind))
+        .join(Contact, col(Contact.organisation_id) == col(Organisation.id))
+        .where(col(Contact.email) == address)
+    ).first()
+    return kind is not None and audiences.may_receive(kind, issue.publication)
+
+
 async def send_tests(
     template: MessageTemplate,
-    addresses: Sequence[str],
+    recipients: ProofRecipients,
     *,
     issue: Issue,
     signer: TokenSigner,
@@ -166,11 +213,11 @@ async def send_tests(
 
     :raises TransportError: the relay cannot be reached.
     """
-    assert issue.id is not None
+    assert issue.id is not None and recipients.issue_id == issue.id
     key = issue_key(issue.publication.value, issue.number)
     replies = []
     try:
-        for address in addresses:
+        for address in recipients.addresses:
             personal = Personal(
                 name=address.split("@")[0],
                 email=address,

@@ -41,6 +41,44 @@ def can_approve(role: StaffRole) -> bool:
     return role in (StaffRole.APPROVER, StaffRole.ADMIN)
 
 
+COMMAND_LINE = "(command line)"
+
+
+def operator(user: str) -> str:
+    """How the operating-system user at the command line is named: 'jo (command line)'."""
+    return f"{user} {COMMAND_LINE}"
+
+
+def identify(session: Session, name: str) -> tuple[str, StaffAccount | None]:
+    """The person a name stands for when editing or approving, in one form: a staff
+    account (by its address, normalised as stored, so case, spaces or an international
+    domain never make one person two) or the operating-system user at the command line
+    (:func:`operator`). Anything else names nobody.
+
+    :raises StaffError: the name is empty, or an address with no staff account, or
+        neither an address nor the command line's user.
+    """
+    text = name.strip()
+    if not text:
+        raise StaffError("say who you are (--by EMAIL, your staff account)")
+    if text.endswith(f" {COMMAND_LINE}") and "@" not in text:
+        return text, None
+    try:
+        address = normalise_email(text)
+    except ContactFieldError:
+        raise StaffError(
+            f"{text!r} is not a staff account's address: name yourself by yours "
+            "(`mailer staff list`), or leave --by out to act as the operating-system user"
+        ) from None
+    account = session.exec(select(StaffAccount).where(col(StaffAccount.email) == address)).first()
+    if account is None:
+        raise StaffError(
+            f"{address} has no staff account (`mailer staff add {address} --role ...`): "
+            "edits and approvals are made by named staff"
+        )
+    return address, account
+
+
 def generate_password() -> str:
     """A strong random password to hand to a new member of staff."""
     return secrets.token_urlsafe(15)

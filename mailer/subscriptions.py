@@ -164,7 +164,9 @@ def confirm(session: Session, key: bytes, token: str, settings: SignupSettings) 
     The organisation a reader typed is never membership: a new contact joins the public
     sign-up group with it as its stated organisation, unless the confirmed address is at
     one of a LEP's own mail domains (the confirmation proves the mailbox), which makes it
-    that LEP's contact. Confirming twice is harmless.
+    that LEP's contact; the domain decides only for a new contact (one staff placed, or
+    moved, stays where staff put it). A link used once changes nothing again: replaying
+    it neither revives a subscription ended since nor undoes what staff did.
 
     :raises LinkError: the link is forged, altered, expired, or its sign-up is gone.
     """
@@ -184,7 +186,11 @@ def confirm(session: Session, key: bytes, token: str, settings: SignupSettings) 
     contact = session.exec(select(Contact).where(col(Contact.email) == signup.email)).first()
     if suppression(session, signup.email_hash) is not None:
         raise LinkError("this address cannot be subscribed")
-    lep = lep_for_address(session, signup.email)
+    if signup.confirmed_at is not None:
+        if contact is None:
+            raise LinkError("this confirmation link is no longer valid: please sign up again")
+        session.commit()
+        return contact  # confirmed before: harmless to repeat, and changes nothing
     if contact is None:
         group = public_group(session)
         assert group.id is not None
@@ -199,16 +205,16 @@ def confirm(session: Session, key: bytes, token: str, settings: SignupSettings) 
         )
         session.add(contact)
         session.flush()
-    if lep is not None and contact.organisation_id == public_group(session).id:
-        contacts.move(session, contact, lep, actor=VERIFIED, subscribe=False)
+        lep = lep_for_address(session, signup.email)
+        if lep is not None:
+            contacts.move(session, contact, lep, actor=VERIFIED, subscribe=False)
     if contact.status is ContactStatus.DISABLED:
         # Clicking the link proves the mailbox works again.
         contact.status = ContactStatus.ACTIVE
-    if signup.confirmed_at is None:
-        contact.consent_source = SOURCE
-        contact.consented_at = signup.created_at
-        contact.consent_wording_version = signup.wording_version
-        contact.consent_confirmed_at = now
+    contact.consent_source = SOURCE
+    contact.consented_at = signup.created_at
+    contact.consent_wording_version = signup.wording_version
+    contact.consent_confirmed_at = now
     contact.updated_at = now
     session.flush()
     assert contact.id is not None
@@ -216,7 +222,7 @@ def confirm(session: Session, key: bytes, token: str, settings: SignupSettings) 
         audit.record(
             session, READER, "subscribe", f"contact {contact.id}", "newsletter, sign-up confirmed"
         )
-    signup.confirmed_at = signup.confirmed_at or now
+    signup.confirmed_at = now
     session.commit()
     return contact
 

@@ -19,6 +19,8 @@ from mailer.models import (
     OrganisationKind,
     Publication,
     Role,
+    StaffAccount,
+    StaffRole,
     Subscription,
 )
 from mailer.organisations import Directory
@@ -86,9 +88,28 @@ def people(
     return made
 
 
+ADMIN = "admin@lepnetwork.example"
+
+
+def staff_accounts(session: Session, *more: tuple[str, StaffRole]) -> None:
+    """The editor, approver and admin who write and approve the test issues, and ``more``
+    (no password: they never log in)."""
+    accounts = (
+        (EDITOR, StaffRole.EDITOR),
+        (APPROVER, StaffRole.APPROVER),
+        (ADMIN, StaffRole.ADMIN),
+    )
+    for email, role in (*accounts, *more):
+        if session.exec(select(StaffAccount).where(col(StaffAccount.email) == email)).first():
+            continue
+        session.add(StaffAccount(email=email, role=role, password_hash="!no-login"))
+    session.flush()
+
+
 def drafted(session: Session, name: str = "bulletin.md", editor: str = EDITOR) -> Issue:
     """A draft from the realistic test files, bound to its slot as staff would import it
     (the newsletter's year planned first: `mailer calendar plan`)."""
+    staff_accounts(session)
     document = issuefile.read(DATA / name, ZONE)
     if document.publication is Publication.NEWSLETTER and document.slot_at is not None:
         calendar.plan_newsletters(session, document.slot_at.astimezone(ZONE).year, SETTINGS)

@@ -158,6 +158,7 @@ def test_staff_compose_preview_approve_send_and_watch(
         "Headline of the first item": "Skills England opens its doors",
         "Two or three sentences in **Markdown**.": "Skills England has **opened**.",
         "images.example/photo.jpg": "images.lepnetwork.example/skills.jpg",
+        "Describe what the picture shows": "Apprentices in a college workshop",
         "A LEP success story": "D2N2 opens a skills hub",
         "What happened, where, and why.": "The hub opened in Derby on Monday.",
     }.items():

@@ -16,7 +16,7 @@ from mailer import calendar, clock, editorial, issuefile, issues
 from mailer.calendar import CalendarError
 from mailer.models import IssueStatus, Publication, Slot, SlotStatus
 from mailer.settings import BulletinCadence, NewsletterCadence, Settings
-from tests.outbox_fixtures import EDITOR, approved, drafted
+from tests.outbox_fixtures import EDITOR, approved, drafted, staff_accounts
 from tests.rendering_fixtures import DATA, ZONE
 
 LONDON = ZoneInfo("Europe/London")
@@ -225,6 +225,7 @@ def test_a_slot_moved_into_another_year_does_not_stop_that_year_being_planned(
 
 def test_an_issue_takes_a_planned_slot_never_one_of_its_own(session: Session) -> None:
     # The newsletter file has a time, but no newsletter slot is planned yet.
+    staff_accounts(session)
     document = issuefile.read(DATA / "newsletter.md", ZONE)  # 18 March 2027, 2027/03
     with (
         clock.frozen(datetime(2026, 12, 1, tzinfo=UTC)),

@@ -14,6 +14,8 @@ from tests.test_cli import run
 
 def _ready(project: Path) -> None:
     assert run("init").exit_code == 0
+    for role in ("editor", "approver"):  # edits and approvals are made by named staff
+        assert run("staff", "add", f"{role}@lepnetwork.example", "--role", role).exit_code == 0
 
 
 def test_compose_preview_lint_test_and_approve(project: Path, tmp_path: Path) -> None:
@@ -38,6 +40,7 @@ def test_compose_preview_lint_test_and_approve(project: Path, tmp_path: Path) ->
         "Headline of the first item": "Skills England publishes its assessment",
         "Two or three sentences in **Markdown**.": "Skills England has published its report.",
         "https://images.example/photo.jpg": "https://images.lepnetwork.example/skills.jpg",
+        "Describe what the picture shows": "Apprentices in a college workshop",
         "A LEP success story": "D2N2 opens a skills hub",
         "What happened, where, and why.": "The hub opened in Derby on Monday.",
     }.items():
@@ -73,9 +76,13 @@ def test_compose_preview_lint_test_and_approve(project: Path, tmp_path: Path) ->
     assert preview.exit_code == 0, preview.output
     assert {p.name for p in out.iterdir()} == {"preview.html", "preview.txt", "preview.eml"}
 
-    sent = run("issue", "test", "1", "--to", "me@lepnetwork.example")
+    sent = run("issue", "test", "1", "--to", "editor@lepnetwork.example")
     assert sent.exit_code == 0, sent.output
-    assert "sent me@lepnetwork.example: 250 captured" in sent.output
+    assert "sent editor@lepnetwork.example: 250 captured" in sent.output
+    # A test is a copy of the internal bulletin: never to an address outside the LEPs.
+    outside = run("issue", "test", "1", "--to", "journalist@news.example")
+    assert outside.exit_code == 2
+    assert "journalist@news.example may not see the bulletin" in outside.output
 
     approved = run("issue", "approve", "1", "--by", "approver@lepnetwork.example")
     assert approved.exit_code == 0, approved.output

@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 from mailer import (
     calendar,
     clock,
+    content,
     db,
     editorial,
     importer,
@@ -52,8 +53,9 @@ from mailer.settings import BulletinCadence, NewsletterCadence
 from mailer.transports import CaptureTransport
 from mailer.web.app import create_app
 from tests.helpers import cli, write_csv
-from tests.outbox_fixtures import APPROVER, EDITOR, SETTINGS, drafted
+from tests.outbox_fixtures import APPROVER, EDITOR, SETTINGS, drafted, staff_accounts
 from tests.rendering_fixtures import DATA, NETWORK, WEB, definition, renderer
+from tests.test_cli import run
 from tests.web_fixtures import Site, build_site, csrf_of, login
 
 LONDON = ZoneInfo("Europe/London")
@@ -95,6 +97,11 @@ def initialised(project: Path, db_url: str) -> Path:
         db.init_schema(engine)
         with Session(engine) as session:
             organisations.load_lists(session, project / "lists")
+            staff_accounts(
+                session,
+                ("a@lepnetwork.example", StaffRole.EDITOR),
+                ("b@lepnetwork.example", StaffRole.APPROVER),
+            )
             session.commit()
     finally:
         engine.dispose()
@@ -189,6 +196,7 @@ def test_cli_four_eyes_the_editor_and_an_editor_account_cannot_approve(
     # existing staff account with the editor role is refused too. Without --by the OS user
     # approves, is told so on stderr, and is the name in the audit log.
     _ok(cli(project, "init"))
+    assert run("staff", "add", "jo@lepnetwork.example", "--role", "approver").exit_code == 0
     bulletin = str(DATA / "bulletin.md")  # tests/data/issues/bulletin.md
     created = _ok(cli(project, "issue", "import", bulletin, "--by", "jo@lepnetwork.example"))
     assert "Created issue 1: bulletin 2027/05" in created.stdout
@@ -548,12 +556,12 @@ def test_approval_may_be_by_the_editor_only_when_the_setting_allows(session: Ses
     relaxed = SETTINGS.model_copy(
         update={"staff": SETTINGS.staff.model_copy(update={"approver_may_be_editor": True})}
     )
-    draft = drafted(session)
+    draft = drafted(session, editor=APPROVER)  # an approver wrote it
     assert draft.id is not None
     done = editorial.approve(
         session,
         draft.id,
-        approver=EDITOR,
+        approver=APPROVER,
         renderer=renderer(),
         definition=definition(Publication.BULLETIN),
         settings=relaxed,
@@ -562,7 +570,7 @@ def test_approval_may_be_by_the_editor_only_when_the_setting_allows(session: Ses
     unscheduled = editorial.save(
         session,
         issuefile.parse(_front(BULLETIN_TEXT, number=None, slot=None), LONDON),
-        editor=EDITOR,
+        editor=APPROVER,
         settings=SETTINGS,
     )
     assert unscheduled.id is not None and unscheduled.slot_at is None
@@ -571,7 +579,7 @@ def test_approval_may_be_by_the_editor_only_when_the_setting_allows(session: Ses
         unscheduled.number
         == f"{year}/{len(calendar.bulletin_dates(year, BulletinCadence())) + 1:02d}"
     )
-    with pytest.raises(editorial.ApprovalRefused, match="say who approves"):
+    with pytest.raises(editorial.ApprovalRefused, match="say who you are"):
         editorial.approve(
             session,
             unscheduled.id,
@@ -584,7 +592,7 @@ def test_approval_may_be_by_the_editor_only_when_the_setting_allows(session: Ses
         editorial.approve(
             session,
             unscheduled.id,
-            approver=f"  {EDITOR.upper()} ",
+            approver=f"  {APPROVER.upper()} ",
             renderer=renderer(),
             definition=definition(Publication.BULLETIN),
             settings=SETTINGS,
@@ -592,7 +600,7 @@ def test_approval_may_be_by_the_editor_only_when_the_setting_allows(session: Ses
     by_hand = editorial.approve(
         session,
         unscheduled.id,
-        approver=APPROVER,
+        approver="admin@lepnetwork.example",
         renderer=renderer(),
         definition=definition(Publication.BULLETIN),
         settings=SETTINGS,
@@ -818,3 +826,110 @@ def test_the_console_offers_only_open_slots_of_the_issues_own_publication(sessio
     assert all(s.send_at > clock.now() for s in offered)
     assert "2027/05" in {s.number for s in offered}  # its own slot is offered to it
     assert "2027/05" not in {s.number for s in editorial.open_slots(session, Publication.BULLETIN)}
+
+
+# -- attacks from the outside review -------------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_cli_only_named_staff_edit_and_approve(initialised: Path, db_url: str) -> None:
+    # Four eyes holds only if every name is a person: --by variants that are no staff
+    # account (a trailing dot, a plus tag, a bare name, a look-alike) are refused for both
+    # editing and approving, so an editor cannot approve their own issue under another name.
+    project = initialised
+    made = _ok(
+        cli(project, "issue", "import", str(DATA / "bulletin.md"), "--by", "a@lepnetwork.example")
+    )
+    assert "Created issue 1" in made.stdout
+    for variant in (
+        "a@lepnetwork.example.",
+        "a+x@lepnetwork.example",
+        "A",
+        "\uff41@lepnetwork.example",  # a fullwidth a
+        "a@lepnetwork.example\u200b",
+    ):
+        refused = run("issue", "approve", "1", "--by", variant)
+        assert refused.exit_code == 2, (variant, refused.output)
+        assert "staff account" in _flat(refused.output), variant
+        edited = run("issue", "import", str(DATA / "bulletin.md"), "--id", "1", "--by", variant)
+        assert edited.exit_code == 2, (variant, edited.output)
+    with _database(db_url) as session:
+        issue = issues.get(session, 1)
+        assert (issue.status, issue.last_edited_by) == (IssueStatus.DRAFT, "a@lepnetwork.example")
+    # The same person in other letter case or with spaces is still the same person.
+    same = run("issue", "approve", "1", "--by", "  A@LEPNETWORK.EXAMPLE ")
+    assert same.exit_code == 2 and "a@lepnetwork.example is an editor" in _flat(same.output)
+    assert run("issue", "approve", "1", "--by", "b@lepnetwork.example").exit_code == 0
+
+
+def test_a_lightly_touched_skeleton_is_still_not_written() -> None:
+    # A full stop added here and there, a capital, the picture's placeholder description or
+    # address (with a port or a trailing dot), the sponsor's placeholder site: all still
+    # the new issue's placeholders, and all block approval.
+    document = content.skeleton(Publication.NEWSLETTER, "2027/02", None)
+    first = document.sections[0].items[0]
+    assert first.image is not None
+    touched = replace(
+        document,
+        subject=document.subject + ".",
+        preheader=document.preheader.upper() + "?",
+        sections=(
+            replace(
+                document.sections[0],
+                items=(
+                    replace(
+                        first,
+                        title="Real headline",
+                        body="Real text.",
+                        image=replace(first.image, url="https://images.example.:443/a.jpg"),
+                    ),
+                ),
+            ),
+            document.sections[1],
+        ),
+    )
+    found = content.placeholders(touched.content())
+    assert "the subject" in found and "the preheader" in found
+    assert any(f.startswith("the picture of 'Real headline'") for f in found)
+    assert "the item title 'A LEP success story'" in found
+    assert "the sponsor" in found
+    written = replace(
+        touched,
+        subject="Newsletter: LEP successes",
+        preheader="Five LEP successes",
+        sections=(
+            replace(
+                touched.sections[0],
+                items=(
+                    replace(
+                        touched.sections[0].items[0],
+                        image=replace(
+                            first.image,
+                            url="https://images.lepnetwork.example/a.jpg",
+                            alt="Apprentices at work",
+                        ),
+                    ),
+                ),
+            ),
+        ),
+        sponsor=None,
+    )
+    assert content.placeholders(written.content()) == []
+
+
+@SQLITE_ONLY
+def test_two_slots_of_one_publication_never_share_a_time(initialised: Path, db_url: str) -> None:
+    # Adding (or moving) a bulletin slot to a time another bulletin slot has is refused,
+    # so a time always names one slot.
+    added = run("calendar", "add", "bulletin", "2027-01-07T09:30")
+    assert added.exit_code == 2
+    assert "bulletin 2027/01 is already at that time" in _flat(added.output)
+    extra = run("calendar", "add", "bulletin", "2027-01-08T09:30")
+    assert extra.exit_code == 0, extra.output
+    with _database(db_url) as session:
+        moving = session.exec(
+            select(Slot).where(col(Slot.send_at) == datetime(2027, 1, 8, 9, 30, tzinfo=UTC))
+        ).one()
+    moved = run("calendar", "move", str(moving.id), "2027-01-07T09:30")
+    assert moved.exit_code == 2 and "already at that time" in _flat(moved.output)
+    assert run("calendar", "add", "newsletter", "2027-01-07T09:30").exit_code == 0  # another

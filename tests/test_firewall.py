@@ -129,6 +129,9 @@ def deployment(project: Path, db_url: str, tmp_path: Path) -> Iterator[Deploymen
     all made with `mailer` processes; the site (HTTP) on the same database."""
     # Setting up is not what is attacked here: it runs in this process, as the CLI would.
     assert run("init").exit_code == 0
+    engine = db.create_engine(db_url)
+    (tmp_path / "site").mkdir()
+    site = build_site(engine, tmp_path / "site")  # and its staff: editor, approver, admin
     leps = write_csv(
         tmp_path / "leps.csv",
         HEADER + "chair@d2n2lep.org,Ann Chair,D2N2,chair\n"
@@ -142,10 +145,8 @@ def deployment(project: Path, db_url: str, tmp_path: Path) -> Iterator[Deploymen
         assert made.exit_code == 0, made.output
         approved = run("issue", "approve", str(number), "--by", APPROVER)
         assert approved.exit_code == 0, approved.output
-    engine = db.create_engine(db_url)
     try:
-        (tmp_path / "site").mkdir()
-        yield Deployment(project, engine, build_site(engine, tmp_path / "site"), 1, 2)
+        yield Deployment(project, engine, site, 1, 2)
     finally:
         engine.dispose()
 
@@ -571,3 +572,45 @@ def test_property_no_journey_through_the_doors_puts_an_outsider_in_the_bulletin(
     assert mine <= journey.lep_contacts(), (steps, journey.where)
     assert {a for a in resolved if a.startswith(f"j{number}.")} == mine
     journey.check_the_database_agrees()
+
+
+def test_a_replayed_confirmation_link_undoes_nothing(deployment: Deployment) -> None:
+    # A confirmation link is valid for days. Used again after staff moved the contact out
+    # of its LEP, and after the reader unsubscribed, it changes nothing at all.
+    site, engine = deployment.site, deployment.engine
+    client = site.client()
+    before = len(site.captured())
+    client.post(
+        "/signup",
+        data={"name": "Con Tractor", "email": "contractor@d2n2lep.org", "consent": "y"},
+    )
+    [mail] = site.captured()[before:]
+    link = urlsplit(link_in(mail, "/confirm/")).path
+    assert client.post(link).status_code == 200
+    assert _contact(engine, "contractor@d2n2lep.org")[1].name == D2N2  # the LEP's domain
+    staff = site.client()
+    login(staff, "editor")
+    contractor, _ = _contact(engine, "contractor@d2n2lep.org")
+    with Session(engine) as session:
+        dbt = Directory.load(session).find("DBT")
+        assert dbt is not None
+    page = staff.get(f"/staff/contacts/{contractor.id}")
+    staff.post(
+        f"/staff/contacts/{contractor.id}",
+        data={
+            "csrf": csrf_of(page.text),
+            "name": "Con Tractor",
+            "role": "stakeholder",
+            "organisation_id": str(dbt.id),
+        },
+    )
+    unsubscribe = client.post(
+        f"/u/{_token(site, engine, 'contractor@d2n2lep.org', deployment.newsletter)}"
+    )
+    assert unsubscribe.status_code == 200
+    assert client.post(link).status_code == 200  # harmless to repeat...
+    assert _contact(engine, "contractor@d2n2lep.org")[1].name == dbt.name  # ...and inert
+    assert _subscriptions(engine, "contractor@d2n2lep.org")[Publication.NEWSLETTER] is (
+        SubscriptionStatus.UNSUBSCRIBED
+    )
+    assert "contractor@d2n2lep.org" not in deployment.send(deployment.bulletin)

@@ -40,6 +40,7 @@ from mailer.tokens import TokenSigner
 from tests.helpers import cli, write_csv
 from tests.outbox_fixtures import APPROVER, EDITOR, config_for
 from tests.rendering_fixtures import DATA, FIXED_SLOTS, NETWORK, WEB, content, definition, renderer
+from tests.test_cli import run
 
 PUBLICATION = Publication.BULLETIN
 RENDERED = renderer().render(content(PUBLICATION), definition(PUBLICATION), FIXED_SLOTS)
@@ -307,8 +308,10 @@ def test_the_reported_subject_through_the_command_line_adds_no_header(project: P
     issue, replaced = re.subn(r"(?m)^subject: .*$", f"subject: '{MALICIOUS}'", issue, count=1)
     assert replaced == 1
     (project / "issue.md").write_text(issue, encoding="utf-8")
+    assert cli(project, "init").returncode == 0
+    for email, role in ((EDITOR, "editor"), (APPROVER, "approver")):  # named staff
+        assert run("staff", "add", email, "--role", role).exit_code == 0
     for args in (
-        ("init",),
         ("contacts", "import", "contacts.csv"),
         ("issue", "import", "issue.md", "--by", EDITOR),
         ("issue", "approve", "1", "--by", APPROVER),

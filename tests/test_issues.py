@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from mailer import clock, editorial, events, issuefile, issues
 from mailer.models import EventAudience, Issue, IssueStatus, Publication, SlotStatus
-from tests.outbox_fixtures import APPROVER, EDITOR, SETTINGS, drafted
+from tests.outbox_fixtures import APPROVER, EDITOR, SETTINGS, drafted, staff_accounts
 from tests.rendering_fixtures import DATA, ZONE, definition, renderer
 
 
@@ -22,6 +22,7 @@ def _import(session: Session, name: str = "bulletin.md") -> int:
 
 
 def _save(session: Session, path: Path, issue_id: int | None = None) -> Issue:
+    staff_accounts(session)
     document = issuefile.read(path, ZONE)
     return editorial.save(session, document, issue_id=issue_id, editor=EDITOR, settings=SETTINGS)
 
@@ -137,6 +138,7 @@ def test_cancel_and_listing(session: Session) -> None:
 
 def test_an_unscheduled_issue_is_numbered_after_every_slot_of_the_year(session: Session) -> None:
     doc = dataclasses.replace(issuefile.read(DATA / "bulletin.md", ZONE), number="", slot_at=None)
+    staff_accounts(session)
     with clock.frozen(datetime(2028, 1, 5, tzinfo=UTC)):
         issue = editorial.save(session, doc, editor=EDITOR, settings=SETTINGS)
     assert (issue.number, issue.slot_at) == ("2028/23", None)  # the rhythm holds 01 to 22

@@ -100,7 +100,9 @@ def test_test_sends_go_through_a_real_smtp_server_marked_test(session: Session) 
         replies = asyncio.run(
             proofs.send_tests(
                 template,
-                ["me@lepnetwork.example", "colleague@lepnetwork.example"],
+                proofs.proof_recipients(
+                    session, issue, ["me@lepnetwork.example", "colleague@lepnetwork.example"]
+                ),
                 issue=issue,
                 signer=SIGNER,
                 transport=transport,
@@ -134,7 +136,7 @@ def test_a_refusal_is_reported_and_an_absent_server_is_an_error(session: Session
         replies = asyncio.run(
             proofs.send_tests(
                 template,
-                ["gone@lepnetwork.example"],
+                proofs.proof_recipients(session, issue, ["gone@lepnetwork.example"]),
                 issue=issue,
                 signer=SIGNER,
                 transport=transport,
@@ -157,7 +159,7 @@ def test_the_capture_transport_keeps_files_and_an_index(
     replies = asyncio.run(
         proofs.send_tests(
             template,
-            ["me@lepnetwork.example"],
+            proofs.proof_recipients(session, issue, ["me@lepnetwork.example"]),
             issue=issue,
             signer=SIGNER,
             transport=transport,

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from mailer import organisations, settings, staff
-from mailer.models import CapturedMessage, StaffRole
+from mailer.models import CapturedMessage, StaffAccount, StaffRole
 from mailer.transports import CaptureTransport
 from mailer.web.app import create_app
 from tests.conftest import LISTS
@@ -63,7 +63,11 @@ def build_site(
     with Session(engine) as session:
         organisations.load_lists(session, LISTS)
         for role in StaffRole:
-            staff.add(session, f"{role.value}@lepnetwork.example", role, PASSWORDS[role.value])
+            email = f"{role.value}@lepnetwork.example"
+            if session.exec(select(StaffAccount).where(col(StaffAccount.email) == email)).first():
+                staff.set_password(session, email, PASSWORDS[role.value])
+            else:
+                staff.add(session, email, role, PASSWORDS[role.value])
         session.commit()
     app = create_app(config, engine, transport=lambda: CaptureTransport(mail, engine))
     return Site(app, config, engine, mail)

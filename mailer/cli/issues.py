@@ -358,6 +358,8 @@ def test_command(
 ) -> None:
     """Send a test of an issue, subject marked [TEST], through the configured transport.
 
+    A test of the internal bulletin goes only to staff accounts and contacts of LEPs.
+
     Example: mailer issue test 3 --to me@lepnetwork.example --to colleague@lepnetwork.example
     """
     try:
@@ -367,6 +369,8 @@ def test_command(
     current = state(ctx)
     config = current.config
     issue = _load(current, issue_id)
+    with current.session() as session:
+        recipients = proofs.proof_recipients(session, issue, addresses)
     rendered, definition = _rendered(current, issue)
     template = proofs.message_template(
         issue,
@@ -380,7 +384,7 @@ def test_command(
     replies = asyncio.run(
         proofs.send_tests(
             template,
-            addresses,
+            recipients,
             issue=issue,
             signer=_signer(current),
             transport=transport,

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from mailer import audit, db, settings
+from mailer import audit, db, settings, staff
 from mailer.calendar import CalendarError
 from mailer.delivery import SenderBusy
 from mailer.events import EventError
@@ -106,9 +106,9 @@ class State:
     def actor(self) -> str:
         """Who is at the terminal, for the audit log."""
         try:
-            return f"{getpass.getuser()} (command line)"
+            return staff.operator(getpass.getuser())
         except (KeyError, OSError):
-            return f"uid {os.getuid()} (command line)"
+            return staff.operator(f"uid {os.getuid()}")
 
     def audit(self, session: Session, action: str, target: str = "", detail: str = "") -> None:
         """Record what this command changed, committed with the change."""

@@ -302,7 +302,7 @@ async def issue_test(request: Request, issue_id: int, session: DB, csrf: CSRF = 
     try:
         replies = await proofs.send_tests(
             template,
-            [account.email],
+            proofs.proof_recipients(session, issue, [account.email]),
             issue=issue,
             signer=ctx.signer,
             transport=ctx.new_transport(),
@@ -311,7 +311,7 @@ async def issue_test(request: Request, issue_id: int, session: DB, csrf: CSRF = 
         )
         reply = replies[0][1]
         flash(request, f"Test sent to {account.email}: {reply.code} {reply.message}")
-    except TransportError as exc:
+    except (TransportError, proofs.ProofError) as exc:
         flash(request, f"The test could not be sent: {exc}")
     return redirect(f"/staff/issues/{issue_id}")
 
