@@ -43,7 +43,7 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.organisations import AmbiguousOrganisation, Directory
+from mailer.organisations import Directory, OrganisationError
 
 EXPORT_COLUMNS = (
     "email",
@@ -238,8 +238,8 @@ def move(
     subscriptions to publications the new organisation may not receive end at once (the
     firewall, :func:`mailer.audiences.may_receive`); with ``subscribe``, a contact that
     may now receive a publication it has never had gets it, as an imported contact would
-    (one it ended stays ended). The stated organisation is cleared. Audited by ``actor``; the caller
-    commits. Returns whether the organisation changed.
+    (one it ended stays ended). A change clears the stated organisation. Audited by
+    ``actor``; the caller commits. Returns whether the organisation changed.
     """
     assert contact.id is not None and organisation.id is not None
     now = clock.now()
@@ -322,15 +322,10 @@ def link_stated(
     wanted = (organisation or contact.stated_organisation or "").strip()
     if not wanted:
         raise ContactFieldError(f"{address} stated no organisation: name the one to link it to")
-    directory = Directory.load(session)
     try:
-        found = directory.find(wanted)
-    except AmbiguousOrganisation as exc:
+        found = Directory.load(session).named(wanted)
+    except OrganisationError as exc:
         raise ContactFieldError(str(exc)) from None
-    if found is None:
-        hint = directory.suggest(wanted)
-        did_you_mean = f"; did you mean {hint!r}?" if hint else " (see `mailer orgs list`)"
-        raise ContactFieldError(f"unknown organisation {wanted!r}{did_you_mean}")
     move(session, contact, found, actor=actor)
     contact.stated_organisation = None
     return contact, found

@@ -51,7 +51,7 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.organisations import AmbiguousOrganisation, Directory, default_basis
+from mailer.organisations import Directory, OrganisationError, default_basis
 
 REQUIRED_COLUMNS = ("email", "name", "organisation", "role")
 OPTIONAL_COLUMNS = (
@@ -287,13 +287,10 @@ class _Reader:
         if not org_text:
             raise _RowRejected("organisation", "organisation is empty")
         try:
-            organisation = self.directory.find(org_text)
-        except AmbiguousOrganisation as exc:
+            organisation = self.directory.named(org_text)
+        except OrganisationError as exc:
             raise _RowRejected("organisation", str(exc)) from None
-        if organisation is None or organisation.id is None:
-            hint = self.directory.suggest(org_text)
-            did_you_mean = f"; did you mean {hint!r}?" if hint else " (see `mailer orgs list`)"
-            raise _RowRejected("organisation", f"unknown organisation {org_text!r}{did_you_mean}")
+        assert organisation.id is not None
         try:
             role = parse_role(cells["role"])
         except ContactFieldError as exc:

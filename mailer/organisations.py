@@ -364,6 +364,19 @@ class Directory:
             )
         return found[0]
 
+    def named(self, text: str) -> Organisation:
+        """The organisation ``text`` names, for a person who typed it.
+
+        :raises OrganisationError: it names none (the message suggests the closest
+            name) or more than one.
+        """
+        found = self.find(text)
+        if found is None or found.id is None:
+            hint = self.suggest(text)
+            did_you_mean = f"; did you mean {hint!r}?" if hint else " (see `mailer orgs list`)"
+            raise OrganisationError(f"unknown organisation {text.strip()!r}{did_you_mean}")
+        return found
+
     def suggest(self, text: str) -> str | None:
         """The closest known name, for a helpful error message."""
         keys = [key for key, found in self._by_key.items() if len(found) == 1]
