@@ -87,6 +87,20 @@ def _sign_up(site: Site, client: TestClient, email: str, organisation: str) -> b
     return True
 
 
+def _edit(staff: TestClient, contact: Contact, organisation_id: int | None) -> int:
+    """Save a contact's form in the console with another organisation; the status code."""
+    page = staff.get(f"/staff/contacts/{contact.id}")
+    return staff.post(
+        f"/staff/contacts/{contact.id}",
+        data={
+            "csrf": csrf_of(page.text),
+            "name": contact.name,
+            "role": contact.role.value,
+            "organisation_id": str(organisation_id),
+        },
+    ).status_code
+
+
 def _recipients(engine: Engine, issue_id: int) -> set[str]:
     """Every address the capture transport kept a copy of the issue for."""
     with Session(engine) as session:
@@ -275,17 +289,8 @@ def test_moving_a_contact_out_of_its_lep_ends_the_bulletin_at_every_staff_door(
     with Session(engine) as session:
         dbt = Directory.load(session).find("DBT")
         assert dbt is not None
-    page = client.get(f"/staff/contacts/{ann.id}")
-    saved = client.post(
-        f"/staff/contacts/{ann.id}",
-        data={
-            "csrf": csrf_of(page.text),
-            "name": "Ann Chair",
-            "role": "chair",
-            "organisation_id": str(dbt.id),
-        },
-    )
-    assert saved.status_code == 303
+    saved = _edit(client, ann, dbt.id)
+    assert saved == 303
     assert Publication.BULLETIN not in _subscriptions(engine, "chair@d2n2lep.org")
     moved = write_csv(
         tmp_path / "moved.csv",
@@ -328,16 +333,7 @@ def test_the_claim_refuses_a_contact_moved_out_after_the_snapshot(
             select(Organisation).where(col(Organisation.kind) == OrganisationKind.MEDIA)
         ).first()
         assert media is not None
-    page = client.get(f"/staff/contacts/{cy.id}")
-    client.post(
-        f"/staff/contacts/{cy.id}",
-        data={
-            "csrf": csrf_of(page.text),
-            "name": "Cy Chief",
-            "role": "chief_executive",
-            "organisation_id": str(media.id),
-        },
-    )
+    _edit(client, cy, media.id)
     assert deployment.send(deployment.bulletin) == {"chair@d2n2lep.org", "officer@semlep.com"}
     with Session(engine) as session:
         row = session.exec(select(Delivery).where(col(Delivery.contact_id) == cy.id)).one()
@@ -450,17 +446,7 @@ class Journey:
         contact = self._contact(email)
         if contact is None:
             return
-        page = self.staff.get(f"/staff/contacts/{contact.id}")
-        answer = self.staff.post(
-            f"/staff/contacts/{contact.id}",
-            data={
-                "csrf": csrf_of(page.text),
-                "name": contact.name,
-                "role": contact.role.value,
-                "organisation_id": str(self._org_id(org)),
-            },
-        )
-        assert answer.status_code == 303, answer.text
+        assert _edit(self.staff, contact, self._org_id(org)) == 303
         self._move(email, org)
 
     def link(self, n: int) -> None:
@@ -594,16 +580,7 @@ def test_a_replayed_confirmation_link_undoes_nothing(deployment: Deployment) -> 
     with Session(engine) as session:
         dbt = Directory.load(session).find("DBT")
         assert dbt is not None
-    page = staff.get(f"/staff/contacts/{contractor.id}")
-    staff.post(
-        f"/staff/contacts/{contractor.id}",
-        data={
-            "csrf": csrf_of(page.text),
-            "name": "Con Tractor",
-            "role": "stakeholder",
-            "organisation_id": str(dbt.id),
-        },
-    )
+    _edit(staff, contractor, dbt.id)
     unsubscribe = client.post(
         f"/u/{_token(site, engine, 'contractor@d2n2lep.org', deployment.newsletter)}"
     )
