@@ -125,8 +125,9 @@ def members(
             ~sa.exists().where(col(Suppression.email_hash) == col(Contact.email_hash)),
         )
     )
-    # The firewall, stated on its own so no audience rule can ever widen it.
-    query = query.where(col(Organisation.kind).in_(firewall))
+    if len(firewall) < len(OrganisationKind):
+        # The firewall, stated on its own so no audience rule can ever widen it.
+        query = query.where(col(Organisation.kind).in_(firewall))
     if rule.roles:
         query = query.where(col(Contact.role).in_(sorted(rule.roles)))
     return query
