@@ -62,13 +62,10 @@ class AudienceCount:
     contacts: int
 
 
-INTERNAL_KINDS = frozenset({OrganisationKind.LEP})
-
-
 def allowed_kinds(publication: Publication) -> frozenset[OrganisationKind]:
     """The organisation kinds whose contacts may ever receive ``publication``: LEPs only
     for an internal publication, every kind for an external one."""
-    return INTERNAL_KINDS if publication.internal else frozenset(OrganisationKind)
+    return publication.organisation_kinds
 
 
 def may_receive(organisation_kind: OrganisationKind, publication: Publication) -> bool:

@@ -63,6 +63,13 @@ class Publication(StrEnum):
         """An internal publication goes to LEP contacts only (fixed here, not in config)."""
         return self is Publication.BULLETIN
 
+    @property
+    def organisation_kinds(self) -> frozenset[OrganisationKind]:
+        """The organisation kinds whose contacts may ever receive it: LEPs only for an
+        internal publication (the firewall's rule; asked through
+        :func:`mailer.audiences.may_receive`)."""
+        return frozenset({OrganisationKind.LEP}) if self.internal else frozenset(OrganisationKind)
+
 
 class SubscriptionStatus(StrEnum):
     PENDING = "pending"

@@ -31,9 +31,7 @@ class AudienceRule(_Frozen):
 
     def kinds_for(self, publication: Publication) -> frozenset[OrganisationKind]:
         """The kinds that may receive ``publication``: an internal one only ever reaches LEPs."""
-        if publication.internal:
-            return self.organisation_kinds & {OrganisationKind.LEP}
-        return self.organisation_kinds
+        return self.organisation_kinds & publication.organisation_kinds
 
 
 _ADDRESS = r"^[^@\s<>\"]+@[a-z0-9.-]+\.[a-z]{2,}$"
@@ -55,7 +53,7 @@ class PublicationDefinition(_Frozen):
     @model_validator(mode="after")
     def _internal_stays_internal(self) -> PublicationDefinition:
         if self.publication.internal:
-            outside = self.audience.organisation_kinds - {OrganisationKind.LEP}
+            outside = self.audience.organisation_kinds - self.publication.organisation_kinds
             if outside:
                 names = ", ".join(sorted(outside))
                 raise ValueError(
