@@ -2,12 +2,12 @@
 
 The firewall: an internal publication (the bulletin) reaches contacts of LEP
 organisations only, whatever the list files or subscriptions say. One predicate,
-:func:`may_receive`, decides, and every door asks it: the resolver (built into its
-query from the same :func:`allowed_kinds`, and checked again on every row), the claim
-before SMTP, preferences, sign-up confirmation, the importer, the console's contact
-form and the preferences page. Membership of a LEP is granted, never self-declared
-(see :mod:`mailer.contacts`): staff put a contact there, or a confirmed address is at
-one of that LEP's own mail domains.
+:func:`may_receive`, decides, and every door asks it: the resolver (its query built
+from the same ``Publication.organisation_kinds``, and checked again on every row), the
+claim before SMTP, preferences, sign-up confirmation, view online, test sends, the
+importer, the console's contact form and the preferences page. Membership of a LEP is
+granted, never self-declared (see :mod:`mailer.contacts`): staff put a contact there,
+or a confirmed address is at one of that LEP's own mail domains.
 
 Errors::
 
@@ -16,7 +16,6 @@ Errors::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,8 +34,6 @@ from mailer.models import (
     Suppression,
 )
 from mailer.publications import AudienceRule
-
-log = logging.getLogger(__name__)
 
 
 class FirewallError(Exception):
@@ -62,16 +59,10 @@ class AudienceCount:
     contacts: int
 
 
-def allowed_kinds(publication: Publication) -> frozenset[OrganisationKind]:
-    """The organisation kinds whose contacts may ever receive ``publication``: LEPs only
-    for an internal publication, every kind for an external one."""
-    return publication.organisation_kinds
-
-
 def may_receive(organisation_kind: OrganisationKind, publication: Publication) -> bool:
     """The firewall: whether a contact of an organisation of this kind may receive
     ``publication`` at all (status, subscription and suppression are checked apart)."""
-    return organisation_kind in allowed_kinds(publication)
+    return organisation_kind in publication.organisation_kinds
 
 
 def receivable(organisation_kind: OrganisationKind) -> frozenset[Publication]:
@@ -97,7 +88,7 @@ def members(
 ) -> sa.Select[int | None, str, str, int, OrganisationKind, Role]:
     """Active, subscribed, unsuppressed contacts of the allowed organisation kinds."""
     kinds = sorted(rule.kinds_for(publication))
-    firewall = sorted(allowed_kinds(publication))
+    firewall = sorted(publication.organisation_kinds)
     query = (
         sa.select(
             col(Contact.id),

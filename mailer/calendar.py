@@ -405,22 +405,6 @@ def skip_slot(session: Session, slot_id: int, note: str = "") -> Slot:
     return slot
 
 
-def next_open_slot(session: Session, publication: Publication, after: datetime) -> Slot | None:
-    """The next planned slot of ``publication`` after ``after`` that has no issue yet."""
-    for slot in session.exec(
-        select(Slot)
-        .where(
-            col(Slot.publication) == publication,
-            col(Slot.status) == SlotStatus.PLANNED,
-            col(Slot.send_at) > after,
-        )
-        .order_by(col(Slot.send_at))
-    ):
-        if issue_of(session, slot) is None:
-            return slot
-    return None
-
-
 @dataclass(frozen=True)
 class SlotView:
     """A slot as staff see it."""
