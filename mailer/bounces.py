@@ -7,6 +7,11 @@ and the common non-standard shapes) are read by flufl.bounce; complaint reports 
 delivery, and so the contact, whatever the report says; a report without one (anyone
 can write a report naming an address) is recorded for staff but changes nothing.
 
+The same intake takes the ``mailto:`` unsubscribe every message lists in
+``List-Unsubscribe`` (RFC 2369): mail to ``unsubscribe@domain`` whose subject carries a
+reader's token unsubscribes that reader, through the same rule as the one-click link
+(:func:`mailer.subscriptions.unsubscribe`); anything else sent there is ignored.
+
 Policy (GNU Mailman's model): a permanent failure or a complaint suppresses the address
 at once; a temporary failure adds to the contact's score at most once a day, a score
 past the threshold disables the contact and staff are told; a score with no bounce for
@@ -27,6 +32,7 @@ from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -37,7 +43,7 @@ from flufl.bounce import all_failures
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from mailer import audit, clock
+from mailer import audit, clock, subscriptions
 from mailer.contacts import email_hash, suppress
 from mailer.db import rowcount
 from mailer.models import (
@@ -59,6 +65,8 @@ ACTOR = "bounce processor"
 # Reports are small; a complaint quotes one message. Larger mail is refused (552).
 MAX_REPORT_BYTES = 10 * 1024 * 1024
 _VERP = re.compile(r"^bounces\+([0-9a-z-]+)@", re.IGNORECASE)
+UNSUBSCRIBE = "unsubscribe"  # the local part of the List-Unsubscribe mailto address
+_TOKEN = re.compile(r"\bunsubscribe\s+([0-9a-f]+-[0-9a-f]+\.[A-Za-z0-9_-]+)", re.IGNORECASE)
 
 
 class Verdict(StrEnum):
@@ -66,6 +74,7 @@ class Verdict(StrEnum):
     SCORED = "scored"
     DISABLED = "disabled"
     IGNORED = "ignored"
+    UNSUBSCRIBED = "unsubscribed"
     UNKNOWN = "unknown"
     UNVERIFIED = "unverified"
 
@@ -367,6 +376,38 @@ def handle(
     return record(session, read(raw, recipients, signer), raw, settings, source=source)
 
 
+def is_unsubscribe_address(address: str) -> bool:
+    """Whether mail to ``address`` (an envelope address or a header's, with or without a
+    display name) is a List-Unsubscribe request (``unsubscribe@…``)."""
+    return any(
+        found.rpartition("@")[0].lower() == UNSUBSCRIBE
+        for _, found in getaddresses([address])
+        if found
+    )
+
+
+def mailed_unsubscribe(session: Session, raw: bytes, signer: TokenSigner) -> Handled:
+    """A message to the unsubscribe address: the reader its subject's token names is
+    unsubscribed from that issue's publication, as by the one-click link (audited, harmless
+    to repeat). A subject without a valid token (forged, altered, missing) changes nothing.
+    Commits."""
+    subject = str(BytesHeaderParser(policy=policy.default).parsebytes(raw).get("Subject", ""))
+    found = _TOKEN.search(subject)
+    report = Report(None, (), None, f"unsubscribe by email: {subject[:200]}", None)
+    if found is None:
+        log.info("ignored a message to the unsubscribe address without a token")
+        return Handled(report, Verdict.IGNORED, None)
+    try:
+        who, publication = subscriptions.unsubscribe(
+            session, signer, found.group(1), channel="email"
+        )
+    except subscriptions.LinkError as exc:
+        log.warning("ignored an unsubscribe by email: %s", exc)
+        return Handled(report, Verdict.IGNORED, None)
+    log.info("contact %s unsubscribed from the %s by email", who.contact.id, publication)
+    return Handled(report, Verdict.UNSUBSCRIBED, who.contact.id)
+
+
 class NotDisabled(ValueError):
     """Only a contact disabled by bounces can be re-enabled."""
 
@@ -444,6 +485,9 @@ class Intake:
         self.tell = tell
 
     def __call__(self, raw: bytes, recipients: list[str]) -> Handled:
+        if any(is_unsubscribe_address(r) for r in recipients):
+            with Session(self.engine) as session:
+                return mailed_unsubscribe(session, raw, self.signer)
         with Session(self.engine) as session:
             handled = handle(
                 session, raw, recipients, self.signer, self.settings, source=self.source
@@ -472,7 +516,8 @@ class Intake:
 
 
 class _Intake:
-    """aiosmtpd handler: accepts mail for bounce addresses of our domain, then records it."""
+    """aiosmtpd handler: accepts mail for the bounce and unsubscribe addresses of our
+    domain, then acts on it."""
 
     def __init__(self, domain: str, process: Callable[[bytes, list[str]], Handled]) -> None:
         self.domain = domain.lower()
@@ -487,7 +532,7 @@ class _Intake:
         options: list[str],
     ) -> str:
         local, _, domain = address.lower().rpartition("@")
-        ours = local in ("bounces", "abuse", "fbl") or local.startswith("bounces+")
+        ours = local in ("bounces", "abuse", "fbl", UNSUBSCRIBE) or local.startswith("bounces+")
         if domain != self.domain or not ours:
             return "550 5.1.1 No such mailbox here"
         envelope.rcpt_tos.append(address)

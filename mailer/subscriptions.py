@@ -291,8 +291,11 @@ def reader(session: Session, signer: TokenSigner, token: str) -> Reader:
     )
 
 
-def unsubscribe(session: Session, signer: TokenSigner, token: str) -> tuple[Reader, Publication]:
-    """Unsubscribe the reader from the publication of the issue their link came in.
+def unsubscribe(
+    session: Session, signer: TokenSigner, token: str, *, channel: str = "link"
+) -> tuple[Reader, Publication]:
+    """Unsubscribe the reader from the publication of the issue their link came in (the
+    one-click link, or the token in a mail to the List-Unsubscribe address: ``channel``).
 
     Harmless to repeat. Commits.
 
@@ -302,7 +305,8 @@ def unsubscribe(session: Session, signer: TokenSigner, token: str) -> tuple[Read
     publication = who.issue.publication if who.issue else Publication.NEWSLETTER
     assert who.contact.id is not None
     if _set(session, who.contact.id, publication, SubscriptionStatus.UNSUBSCRIBED):
-        audit.record(session, READER, "unsubscribe", f"contact {who.contact.id}", publication)
+        detail = publication if channel == "link" else f"{publication} (by {channel})"
+        audit.record(session, READER, "unsubscribe", f"contact {who.contact.id}", detail)
     session.commit()
     return who, publication
 

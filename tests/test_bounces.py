@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import re
 import smtplib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from mailer import audiences, bounces, clock, delivery, organisations, publications
+from mailer import audiences, bounces, clock, delivery, organisations, publications, subscriptions
 from mailer.contacts import email_hash
 from mailer.models import (
     AuditEntry,
@@ -428,6 +430,58 @@ def test_the_endpoint_refuses_other_mailboxes_and_ignores_forged_verp_tokens(
     assert event.contact_id is None and event.delivery_id is None
 
 
+def _unsubscribe_mail(message: Message) -> tuple[str, bytes]:
+    """What a mail client sends for the mailto in a message's List-Unsubscribe."""
+    [mailto] = re.findall(r"<mailto:([^>]+)>", str(message["List-Unsubscribe"]))
+    address, _, query = mailto.partition("?")
+    subject = parse_qs(query)["subject"][0]
+    return address, f"To: {address}\r\nSubject: {subject}\r\n\r\nunsubscribe\r\n".encode()
+
+
+def test_the_mailto_unsubscribe_of_a_real_message_unsubscribes_its_reader(
+    engine: Engine, session: Session, tmp_path: Path, endpoint: tuple[int, list[bounces.Disabled]]
+) -> None:
+    port, _ = endpoint
+    sent = _send_issue(engine, session, tmp_path, 3)
+    rule = publications.load(LISTS, Publication.BULLETIN).audience
+    before = audiences.count(session, Publication.BULLETIN, rule)
+    leaving = str(sent[0]["Delivered-To"])
+    address, request = _unsubscribe_mail(sent[0])
+    assert address == f"unsubscribe@{DOMAIN}"
+    # A forged token (one character of the signature changed) and no token change nothing.
+    _, other = _unsubscribe_mail(sent[1])
+    forged = other.replace(b"\r\n\r\n", b"x\r\n\r\n", 1)
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        assert client.sendmail(leaving, [address], forged) == {}
+        plain = b"Subject: unsubscribe me\r\n\r\nplease\r\n"
+        assert client.sendmail(leaving, [address], plain) == {}
+        # The real request, twice (a client retrying): one unsubscribe, one audit entry.
+        assert client.sendmail(leaving, [address], request) == {}
+        assert client.sendmail(leaving, [address], request) == {}
+    session.expire_all()
+    statuses = {
+        c.email: {
+            s.publication: s.status
+            for s in session.exec(select(Subscription).where(col(Subscription.contact_id) == c.id))
+        }
+        for c in session.exec(select(Contact))
+    }
+    assert statuses[leaving] == {
+        Publication.BULLETIN: SubscriptionStatus.UNSUBSCRIBED,
+        Publication.NEWSLETTER: SubscriptionStatus.ACTIVE,
+    }
+    assert all(
+        set(s.values()) == {SubscriptionStatus.ACTIVE} for e, s in statuses.items() if e != leaving
+    )
+    [entry] = session.exec(select(AuditEntry).where(col(AuditEntry.action) == "unsubscribe")).all()
+    assert (entry.actor, entry.detail) == (subscriptions.READER, "bulletin (by email)")
+    assert session.exec(select(BounceEvent)).all() == []  # not a bounce
+    # The next send leaves them out.
+    assert audiences.count(session, Publication.BULLETIN, rule) == before - 1
+    emails = {r.email for r in audiences.resolve(session, Publication.BULLETIN, rule)}
+    assert leaving not in emails and len(emails) == before - 1
+
+
 # -- the IMAP mailbox (a real Dovecot) ---------------------------------------------------
 
 
@@ -443,6 +497,12 @@ def test_fetch_reads_the_bounce_mailbox_records_every_report_and_empties_it(
         reports.append(
             addressed((CORPUS / name).read_bytes(), verp_for(session, contact.id, SIGNER))
         )
+    # The List-Unsubscribe mailto lands in the same mailbox (a token naming no issue is
+    # the newsletter's, as for the one-click link).
+    away = session.exec(select(Contact).where(col(Contact.email) == TABLE[-1][1])).one()
+    assert away.id is not None
+    token = SIGNER.recipient(away.id, 0)
+    reports.append(f"To: unsubscribe@{DOMAIN}\r\nSubject: unsubscribe {token}\r\n\r\n\r\n".encode())
     with imap_server.dovecot() as mailbox:
         client = mailbox.client()
         when = imaplib.Time2Internaldate(datetime(2027, 3, 1, 9, tzinfo=UTC))
@@ -460,7 +520,7 @@ def test_fetch_reads_the_bounce_mailbox_records_every_report_and_empties_it(
             }
         )
         intake = bounces.Intake(engine, SIGNER, settings, source="imap")
-        assert bounces.fetch(settings, mailbox.password, intake) == len(TABLE) + 1
+        assert bounces.fetch(settings, mailbox.password, intake) == len(TABLE) + 2
         client = mailbox.client()
         client.select("INBOX")
         _, left = client.search(None, "ALL")
@@ -477,5 +537,13 @@ def test_fetch_reads_the_bounce_mailbox_records_every_report_and_empties_it(
             else ContactStatus.ACTIVE
         )
         assert statuses[address] is expected, address
+    unsubscribed = {
+        s.publication: s.status
+        for s in session.exec(select(Subscription).where(col(Subscription.contact_id) == away.id))
+    }
+    assert unsubscribed == {
+        Publication.BULLETIN: SubscriptionStatus.ACTIVE,
+        Publication.NEWSLETTER: SubscriptionStatus.UNSUBSCRIBED,
+    }
     sources = {e.source for e in session.exec(select(BounceEvent))}
     assert sources == {"imap"} and len(session.exec(select(BounceEvent)).all()) == len(TABLE) - 1

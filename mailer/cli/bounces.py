@@ -30,6 +30,8 @@ def intake(current: State, source: str) -> bounces.Intake:
 
 def _verdict(handled: bounces.Handled) -> str:
     who = f"contact {handled.contact_id}" if handled.contact_id else "an unknown address"
+    if handled.verdict is bounces.Verdict.UNSUBSCRIBED:
+        return f"{who} unsubscribed by email"
     if handled.report.kind is None:
         return "not a bounce or complaint: ignored"
     return f"{handled.report.kind} for {who}: {handled.verdict}"
@@ -53,9 +55,10 @@ def serve_command(
     envelope sender of every copy sent) and for bounces@, abuse@ and fbl@ (complaint
     reports), and records each. A report carrying our token acts on the copy's reader: a
     permanent failure or a complaint suppresses the address at once, temporary failures
-    add to its score; one without it is recorded for staff and changes nothing. Point the
-    relay's bounce route (or the bounce domain's MX) at it. `mailer daemon` runs it too
-    when bounces.receive = "smtp".
+    add to its score; one without it is recorded for staff and changes nothing. Mail to
+    unsubscribe@ (the mailto in every message's List-Unsubscribe) whose subject carries a
+    reader's token unsubscribes that reader. Point the relay's bounce route (or the bounce
+    domain's MX) at it. `mailer daemon` runs it too when bounces.receive = "smtp".
 
     Example: mailer bounces serve --port 2525
     """
