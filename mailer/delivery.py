@@ -5,6 +5,17 @@ messages go out concurrently through the transport (its pool decides how many at
 A relay that cannot be reached releases the claimed rows unsent and pauses the sender
 with a growing back-off, logged once per outage rather than once per message.
 
+Fencing: the sender's claims are a lease (``claim_timeout_seconds``) that a heartbeat
+renews. By its own clock (one that also runs through a suspend), measured from the moment
+each renewal was asked for and less a safety margin, the sender knows until when its
+lease certainly holds; a message is handed to the relay only before then (the transport
+asks again before MAIL FROM, before DATA and before the message itself). Once it has
+lapsed (the process was paused, the database was slow), nothing more is handed over
+until a renewal has told it which rows it still holds; rows taken over by another sender
+meanwhile are dropped unsent. Each message is noted in the sender's journal
+(:mod:`mailer.journal`) just before it is handed over and once it is accepted, so after
+a crash only the messages that were on their way are in doubt.
+
 Errors::
 
     SenderBusy   another sender holds this SQLite database (one sender per SQLite file)
@@ -30,21 +41,36 @@ import uvloop
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from mailer import clock, issues, outbox, publications
+from mailer import clock, issues, journal, outbox, publications
 from mailer.messages import DkimKey, MessageTemplate, Personal, dkim_sign, issue_key, message_id
 from mailer.outbox import Claimed, Outcome, Result
 from mailer.rendering import Renderer
 from mailer.settings import Config
 from mailer.tokens import TokenSigner
-from mailer.transports import Transport, TransportError
+from mailer.transports import Transport, TransportError, Withheld
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 LOCK_FILE = "sender.lock"
 MAX_PAUSE = 60.0
 REFUSALS_BEFORE_STOP = 25
-HEARTBEAT = 15.0  # seconds between refreshes of this sender's claims
+HEARTBEAT = 15.0  # longest time between renewals of this sender's lease
 OUTAGE_LIMIT = 180.0  # seconds `mailer send` waits for an unreachable relay
+
+
+def _lease_clock() -> float:
+    """Seconds on a clock that never goes back and, unlike ``time.monotonic`` on Linux,
+    also runs while the machine is suspended: the lease runs out in the database then too."""
+    return time.clock_gettime(_BOOTTIME)
+
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
+def lease_margin(lease_seconds: float) -> float:
+    """How long before its lease runs out a sender stops handing messages over: room for
+    a clock that differs between hosts and for the time a renewal takes."""
+    return max(2.0, lease_seconds / 5)
 
 
 class SenderBusy(Exception):
@@ -92,6 +118,7 @@ class Tally:
     failed: int = 0
     released: int = 0
     resent_in_doubt: int = 0
+    taken_over: int = 0  # claims another sender took while this one was held up
     db_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
@@ -148,6 +175,14 @@ class Sender:
         self._outage_logged = False
         self._outage_since = 0.0
         self._results: list[Result] = []
+        self._lease = timedelta(seconds=self.settings.claim_timeout_seconds)
+        self._margin = lease_margin(self.settings.claim_timeout_seconds)
+        self._lease_until = 0.0  # on _lease_clock: hand-overs are safe before this
+        self._recording = True
+        self._owned: set[int] = set()  # claimed, not yet sent, not taken over
+        self._renewal_failing = False
+        self._journals = config.var_dir / journal.FOLDER
+        self._journal: journal.Journal  # opened by run()
         self._refusals = 0
         self._refusal = ""
         self._on_progress: Callable[[Tally], None] | None = None
@@ -202,7 +237,9 @@ class Sender:
         issue that is sending. Deferred deliveries are tried again once they are due.
         """
         self._on_progress = on_progress
-        self.tally.resent_in_doubt = await self._in_db(self._recover)
+        self.tally.resent_in_doubt = (await self._in_db(self._recover)).in_doubt
+        journal.sweep(self._journals, outbox.stopped)
+        self._journal = journal.Journal(self._journals, self.worker)
         if issue_id is not None:
             self.tally.to_send = await self._in_db(lambda s: _open_count(s, issue_id))
         concurrency = max(1, getattr(self.transport, "concurrency", 4))
@@ -219,14 +256,16 @@ class Sender:
             for _ in deliverers:
                 queue.put_nowait(None)
             await asyncio.gather(*deliverers, return_exceptions=True)
-            recorder.cancel()
+            self._recording = False
             await asyncio.gather(recorder, return_exceptions=True)
             try:
                 if await self._flush():
                     # Every result is written: what is still claimed was never sent.
                     await self._in_db(lambda s: outbox.release(s, self.worker))
+                    self._journal.close(keep=False)
                     await self._in_db(lambda s: _finish(s, issue_id))
                 else:
+                    self._journal.close(keep=True)
                     log.error(
                         "results could not be recorded: their deliveries stay claimed and "
                         "will be sent again, in doubt, by the next sender"
@@ -235,10 +274,6 @@ class Sender:
                 await self.transport.close()
                 self._db.shutdown(wait=True)
         return self.tally
-
-    def _recover(self, session: Session) -> int:
-        timeout = timedelta(seconds=self.settings.claim_timeout_seconds)
-        return outbox.recover(session, claim_timeout=timeout)
 
     async def _produce(
         self, queue: asyncio.Queue[_Job | None], issue_id: int | None, drain: bool, poll: float
@@ -256,10 +291,16 @@ class Sender:
                     return
                 await asyncio.sleep(min(wait, 0.5))
                 continue
+            asked = _lease_clock()
             claimed = await self._in_db(
-                lambda s: outbox.claim(s, self.worker, batch=batch, issue_id=issue_id)
+                lambda s: outbox.claim(
+                    s, self.worker, batch=batch, issue_id=issue_id, lease=self._lease
+                )
             )
             if claimed:
+                if not self._owned:  # else the older claims' (earlier) expiry stands
+                    self._lease_until = asked + self._lease.total_seconds() - self._margin
+                self._owned.update(row.delivery_id for row in claimed)
                 date = format_datetime(clock.now()).encode("ascii")
                 for row in claimed:
                     if self._stopping:
@@ -268,6 +309,7 @@ class Sender:
                         job = await self._job(row, date)
                     except Exception as exc:  # one bad row must not stop the send
                         log.exception("delivery %s: the message cannot be made", row.delivery_id)
+                        self._owned.discard(row.delivery_id)
                         self._results.append(
                             Result(
                                 row.delivery_id, Outcome.ERROR, 0, f"cannot make the message: {exc}"
@@ -285,6 +327,48 @@ class Sender:
                 return
             await asyncio.sleep(0.2 if drain else poll)
             await self._in_db(self._recover)
+
+    def _recover(self, session: Session) -> outbox.Recovered:
+        return outbox.recover(session, journal.reader(self._journals))
+
+    def _drop(self, lost: set[int]) -> None:
+        lost &= self._owned
+        if not lost:
+            return
+        self._owned -= lost
+        self.tally.taken_over += len(lost)
+        log.warning(
+            "%s deliveries were taken over by another sender while this one was held up "
+            "(paused, or its database slow, for longer than its %s s lease): dropped unsent",
+            len(lost),
+            self.settings.claim_timeout_seconds,
+        )
+
+    def _holds(self, delivery_id: int) -> bool:
+        """Whether this sender may hand the delivery over now: it holds the row, and its
+        lease certainly has not run out."""
+        return delivery_id in self._owned and _lease_clock() < self._lease_until
+
+    async def _renew(self) -> None:
+        """The heartbeat: extend the lease, and learn which rows are still ours."""
+        before = set(self._owned)
+        asked = _lease_clock()
+        try:
+            held = await self._in_db(lambda s: outbox.renew(s, self.worker, lease=self._lease))
+        except Exception as exc:
+            if not self._renewal_failing:  # once per outage
+                log.warning(
+                    "could not renew the lease on this sender's claims (%s): nothing more is "
+                    "handed over until it is renewed",
+                    exc,
+                )
+            self._renewal_failing = True
+            return
+        if self._renewal_failing:
+            log.warning("the lease is renewed: sending resumes")
+        self._renewal_failing = False
+        self._lease_until = asked + self._lease.total_seconds() - self._margin
+        self._drop(before - held)
 
     async def _job(self, row: Claimed, date: bytes) -> _Job:
         prepared = self._prepared.get(row.issue_id)
@@ -320,28 +404,45 @@ class Sender:
                 except Exception as exc:  # a fault of ours: try again later, keep going
                     log.exception("delivery %s: unexpected error", job.claimed.delivery_id)
                     result = Result(job.claimed.delivery_id, Outcome.DEFERRED, 0, f"error: {exc}")
-                self._results.append(result)
+                if result is not None:
+                    self._owned.discard(result.delivery_id)
+                    self._results.append(result)
             finally:
                 queue.task_done()
 
-    async def _deliver(self, job: _Job) -> Result:
+    async def _deliver(self, job: _Job) -> Result | None:
+        """Hand one message over while the lease holds; None when it is no longer ours."""
         # The firewall was checked for this message when it was claimed, from the database,
         # moments ago in the same batch (outbox.claim).
         row = job.claimed
-        if self._stopping or time.monotonic() < self._paused_until:
-            return Result(row.delivery_id, Outcome.RELEASED)
-        try:
-            reply = await self.transport.send(job.sender, [row.email], job.data)
-        except TransportError as exc:
-            self._relay_down(exc)
-            return Result(row.delivery_id, Outcome.RELEASED)
+        while True:
+            if self._stopping or time.monotonic() < self._paused_until:
+                return Result(row.delivery_id, Outcome.RELEASED)
+            if row.delivery_id not in self._owned:
+                return None  # taken over by another sender: theirs to send
+            if not self._holds(row.delivery_id):
+                await asyncio.sleep(0.05)  # until the heartbeat says what is still ours
+                continue
+            self._journal.handing(row.delivery_id)
+            try:
+                reply = await self.transport.send(
+                    job.sender, [row.email], job.data, lambda: self._holds(row.delivery_id)
+                )
+                break
+            except Withheld:
+                continue
+            except TransportError as exc:
+                self._relay_down(exc)
+                return Result(row.delivery_id, Outcome.RELEASED)
         if self._outage_logged:
             self._outage_logged = False
             self._pause = 0.0
             log.warning("the relay answers again: sending resumes")
         outcome = outbox.classify(reply.code)
+        if outcome is Outcome.SENT:
+            self._journal.accepted(row.delivery_id)
         self._watch_refusals(outcome, reply.message)
-        return Result(row.delivery_id, outcome, reply.code, reply.message)
+        return Result(row.delivery_id, outcome, reply.code, reply.message, in_doubt=reply.unknown)
 
     def _watch_refusals(self, outcome: Outcome, message: str) -> None:
         """Stop when the relay refuses every message the same way (a relay problem, not a
@@ -372,13 +473,20 @@ class Sender:
             log.warning("%s; claimed messages released, trying again with back-off", exc)
 
     async def _recorder(self) -> None:
-        beat = time.monotonic()
-        while True:
+        """Write results as they come, and renew the lease: until told to stop (never
+        cancelled, so that no result is dropped in the middle of being written)."""
+        every = min(HEARTBEAT, self.settings.claim_timeout_seconds / 4)
+        beat = _lease_clock()
+        while self._recording:
             await asyncio.sleep(0.25)
-            await self._flush()
-            if time.monotonic() - beat > min(HEARTBEAT, self.settings.claim_timeout_seconds / 4):
-                beat = time.monotonic()
-                await self._in_db(lambda s: outbox.touch(s, self.worker))
+            try:
+                await self._flush()
+                now = _lease_clock()
+                if now - beat >= every or (self._owned and now >= self._lease_until):
+                    beat = now
+                    await self._renew()
+            except Exception:  # a bug of ours must not stop the heartbeat
+                log.exception("recording results or renewing the lease failed; trying again")
 
     async def _flush(self) -> bool:
         """Write the results so far; on a database error keep them for the next try.

@@ -379,6 +379,8 @@ class Delivery(SQLModel, table=True):
     in_doubt: bool = Field(default=False)
     claimed_by: str | None = Field(default=None, max_length=100)
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # The claim is a lease: its sender renews it; once past, another sender may take it.
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     last_code: int | None = None

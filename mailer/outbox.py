@@ -4,18 +4,27 @@ A send starts by snapshotting the audience into the outbox. Senders claim batche
 (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several can share an issue),
 check each contact again at the claim (unsubscribed, suppressed or erased since: skipped;
 outside the LEPs for the bulletin: refused by the firewall), send, and record each reply.
-A claim whose sender died without recording is sent again with the same Message-ID and
-counted as in doubt; nothing queued is ever skipped.
+
+A claim is a lease: it names its sender and expires unless the sender renews it
+(:func:`renew`, which also tells the sender which rows it still holds). Just before a
+sender hands a few messages to the relay it notes them in its journal
+(:mod:`mailer.journal`), and as soon as the relay accepts one. A claim whose sender
+died, or whose lease ran out, is taken back (:func:`recover`): rows the relay accepted
+are recorded as sent; rows never handed over are simply queued again; rows handed over
+without a reply may have been delivered, and are sent again with the same Message-ID,
+counted as in doubt. So is a message whose connection was lost after all of
+it was sent (the reply is unknown). Nothing queued is ever skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import socket
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -26,6 +35,7 @@ from sqlmodel import Session, col
 from mailer import audiences, bounces, clock, issues, privacy
 from mailer.audiences import FirewallError
 from mailer.db import rowcount
+from mailer.journal import Entries
 from mailer.models import (
     Contact,
     ContactStatus,
@@ -44,6 +54,11 @@ from mailer.publications import AudienceRule
 from mailer.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=DeliverySettings.model_fields["claim_timeout_seconds"].default)
+IN_DOUBT = (
+    "handed to the relay but no reply recorded (a crash, a pause or a lost connection): "
+    "sent again with the same Message-ID, so a reader may have it twice"
+)
 
 SENDABLE = (IssueStatus.APPROVED, IssueStatus.SCHEDULED)
 OPEN = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED, DeliveryStatus.DEFERRED)
@@ -79,6 +94,7 @@ class Result:
     outcome: Outcome
     code: int = 0
     reply: str = ""
+    in_doubt: bool = False  # all of the message was sent but no reply came
 
 
 @dataclass
@@ -91,6 +107,7 @@ class Report:
     started_at: datetime | None
     finished_at: datetime | None
     failures: list[tuple[str, int | None, str]] = field(default_factory=list)
+    reply_classes: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -193,9 +210,14 @@ def _skip_reason(
 
 
 def claim(
-    session: Session, worker: str, *, batch: int, issue_id: int | None = None
+    session: Session,
+    worker: str,
+    *,
+    batch: int,
+    issue_id: int | None = None,
+    lease: timedelta = LEASE,
 ) -> list[Claimed]:
-    """Claim up to ``batch`` due deliveries of sending issues, and commit the claim.
+    """Claim up to ``batch`` due deliveries of sending issues for ``lease``, and commit.
 
     Each contact is checked again: one unsubscribed, suppressed or erased since the
     snapshot is marked suppressed; one outside the LEPs in an internal publication's outbox
@@ -221,6 +243,7 @@ def claim(
                 status=DeliveryStatus.CLAIMED,
                 claimed_by=worker,
                 claimed_at=now,
+                lease_expires_at=now + lease,
                 attempts=col(Delivery.attempts) + 1,
                 updated_at=now,
             )
@@ -308,6 +331,7 @@ def _finalise(
             status=status,
             last_reply=sa.bindparam("b_reply"),
             claimed_by=None,
+            lease_expires_at=None,
             updated_at=now,
         ),
         [{"b_id": i, "b_reply": reply[:1000]} for i, reply in replies.items()],
@@ -334,7 +358,13 @@ def record(
     state = {
         row.id: row
         for row in session.execute(
-            sa.select(table.c.id, table.c.attempts, table.c.created_at, table.c.contact_id).where(
+            sa.select(
+                table.c.id,
+                table.c.attempts,
+                table.c.created_at,
+                table.c.contact_id,
+                table.c.in_doubt,
+            ).where(
                 table.c.id.in_(list(by_id)),
                 table.c.status == DeliveryStatus.CLAIMED,
                 table.c.claimed_by == worker,
@@ -361,6 +391,7 @@ def record(
             "sent_at": None,
             "last_code": result.code or None,
             "last_reply": result.reply[:1000] or None,
+            "in_doubt": bool(row.in_doubt) or result.in_doubt,
         }
         if result.outcome is Outcome.SENT:
             values.update(status=DeliveryStatus.SENT, sent_at=now)
@@ -402,7 +433,9 @@ def record(
             sent_at=sa.bindparam("sent_at"),
             last_code=sa.bindparam("last_code"),
             last_reply=sa.bindparam("last_reply"),
+            in_doubt=sa.bindparam("in_doubt"),
             claimed_by=None,
+            lease_expires_at=None,
             updated_at=now,
         ),
         updates,
@@ -413,16 +446,23 @@ def record(
     return len(updates)
 
 
-def touch(session: Session, worker: str) -> int:
-    """Refresh the claims ``worker`` holds, so nobody takes them for abandoned. Commits."""
-    result = session.execute(
-        sa.update(Delivery)
-        .where(col(Delivery.status) == DeliveryStatus.CLAIMED, col(Delivery.claimed_by) == worker)
-        .values(claimed_at=clock.now())
-        .execution_options(synchronize_session=False)
+def renew(session: Session, worker: str, *, lease: timedelta = LEASE) -> set[int]:
+    """Extend the lease on every claim ``worker`` still holds; returns their ids (a row
+    missing from them was taken over and must not be sent by ``worker``). Commits."""
+    now = clock.now()
+    held = set(
+        session.execute(
+            sa.update(Delivery)
+            .where(
+                col(Delivery.status) == DeliveryStatus.CLAIMED, col(Delivery.claimed_by) == worker
+            )
+            .values(lease_expires_at=now + lease)
+            .returning(col(Delivery.id))
+            .execution_options(synchronize_session=False)
+        ).scalars()
     )
     session.commit()
-    return rowcount(result)
+    return held
 
 
 def release(session: Session, worker: str) -> int:
@@ -434,6 +474,7 @@ def release(session: Session, worker: str) -> int:
         .values(
             status=DeliveryStatus.QUEUED,
             claimed_by=None,
+            lease_expires_at=None,
             attempts=sa.case((col(Delivery.attempts) > 0, col(Delivery.attempts) - 1), else_=0),
             updated_at=now,
         )
@@ -453,52 +494,125 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _dead(claimed_by: str, host: str) -> bool:
-    parts = claimed_by.split(":")
-    if len(parts) < 2 or parts[0] != host[:60] or not parts[1].isdigit():
+def stopped(worker: str) -> bool:
+    """Whether the sender ``worker`` (a :func:`worker_name`) ran on this machine and its
+    process no longer exists."""
+    parts = worker.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname()[:60] or not parts[1].isdigit():
         return False
     return not _pid_alive(int(parts[1]))
 
 
-def recover(session: Session, *, claim_timeout: timedelta) -> int:
-    """Re-queue deliveries claimed by a sender that stopped without recording them.
+@dataclass(frozen=True)
+class Recovered:
+    """Claims taken back from senders that stopped or lost their lease."""
 
-    A claim is abandoned when its process on this host no longer exists, or when it is
-    older than ``claim_timeout``. Such rows may or may not have reached the relay: they
-    are sent again with the same Message-ID and counted as in doubt. Commits.
+    requeued: int = 0  # never handed to the relay: queued again as if never claimed
+    in_doubt: int = 0  # handed over without a reply: sent again, with the same Message-ID
+    accepted: int = 0  # accepted by the relay (its sender's journal says): recorded as sent
+
+    @property
+    def total(self) -> int:
+        return self.requeued + self.in_doubt + self.accepted
+
+
+def _unknown(worker: str) -> Entries | None:
+    return None
+
+
+def recover(session: Session, journals: Callable[[str], Entries | None] = _unknown) -> Recovered:
+    """Take back deliveries whose sender stopped without recording them. Commits.
+
+    A claim is abandoned when its lease has expired (its sender died elsewhere, hangs, or
+    was paused), or at once when its process on this machine no longer exists.
+    ``journals(sender)`` says what a sender had begun handing over and what the relay had
+    accepted (:mod:`mailer.journal`), or None when that cannot be known. An accepted row
+    is recorded as sent; one handed over without an answer, or of a sender whose journal
+    is unknown, may have been delivered: it is queued again in doubt; the rest are simply
+    queued again.
     """
     now = clock.now()
-    host = socket.gethostname()
     holders = session.execute(
-        sa.select(col(Delivery.claimed_by), sa.func.min(col(Delivery.claimed_at)))
+        sa.select(col(Delivery.claimed_by))
         .where(col(Delivery.status) == DeliveryStatus.CLAIMED)
         .group_by(col(Delivery.claimed_by))
-    ).all()
-    stale = [
-        holder
-        for holder, oldest in holders
-        if holder is None or _dead(holder, host) or (oldest and now - oldest > claim_timeout)
-    ]
-    if not stale:
-        return 0
-    condition: sa.ColumnElement[bool] = col(Delivery.claimed_by).in_(
-        [h for h in stale if h is not None]
-    )
-    if None in stale:
-        condition = sa.or_(condition, col(Delivery.claimed_by).is_(None))
-    result = session.execute(
-        sa.update(Delivery)
-        .where(col(Delivery.status) == DeliveryStatus.CLAIMED, condition)
-        .values(status=DeliveryStatus.QUEUED, in_doubt=True, claimed_by=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    count = rowcount(result)
-    if count:
-        log.warning(
-            "%s claimed deliveries were never recorded: sending them again (in doubt)", count
+    ).scalars()
+    dead = [holder for holder in holders if holder is not None and stopped(holder)]
+    abandoned = (
+        sa.select(col(Delivery.id), col(Delivery.claimed_by), col(Delivery.in_doubt))
+        .where(
+            col(Delivery.status) == DeliveryStatus.CLAIMED,
+            sa.or_(
+                col(Delivery.claimed_by).is_(None),
+                col(Delivery.lease_expires_at) < now,
+                # (Claimed by an older version, which set no lease.)
+                sa.and_(
+                    col(Delivery.lease_expires_at).is_(None),
+                    sa.or_(
+                        col(Delivery.claimed_at).is_(None),
+                        col(Delivery.claimed_at) < now - LEASE,
+                    ),
+                ),
+                col(Delivery.claimed_by).in_(dead),
+            ),
         )
-    return count
+        .order_by(col(Delivery.id))
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # A sender paused in the middle of a transaction holds its rows' locks: take
+        # those later rather than wait for it.
+        abandoned = abandoned.with_for_update(skip_locked=True)
+    read: dict[str | None, Entries | None] = {}
+    accepted: list[int] = []
+    doubtful: list[int] = []
+    requeued: list[int] = []
+    for delivery_id, holder, in_doubt in session.execute(abandoned):
+        if holder not in read:
+            read[holder] = journals(holder) if holder is not None else None
+        entries = read[holder]
+        if entries is not None and delivery_id in entries.accepted:
+            accepted.append(delivery_id)
+        elif in_doubt or entries is None or delivery_id in entries.handing:
+            doubtful.append(delivery_id)
+        else:
+            requeued.append(delivery_id)
+    taken_back: list[tuple[list[int], dict[str, object]]] = [
+        (
+            accepted,
+            {
+                "status": DeliveryStatus.SENT,
+                "sent_at": now,
+                "last_code": 250,
+                "last_reply": "accepted (recorded from its sender's journal)",
+            },
+        ),
+        (doubtful, {"status": DeliveryStatus.QUEUED, "in_doubt": True}),
+        (requeued, {"status": DeliveryStatus.QUEUED}),
+    ]
+    for chosen, values in taken_back:
+        for start in range(0, len(chosen), 1000):
+            session.execute(
+                sa.update(Delivery)
+                .where(
+                    col(Delivery.id).in_(chosen[start : start + 1000]),
+                    col(Delivery.status) == DeliveryStatus.CLAIMED,
+                )
+                .values(claimed_by=None, lease_expires_at=None, updated_at=now, **values)
+                .execution_options(synchronize_session=False)
+            )
+    session.commit()
+    found = Recovered(requeued=len(requeued), in_doubt=len(doubtful), accepted=len(accepted))
+    if found.total:
+        log.warning(
+            "took back %s claimed deliveries whose sender stopped: %s accepted by the relay "
+            "(recorded as sent), %s never handed over (queued again), %s handed over "
+            "without a reply (sent again, in doubt)",
+            found.total,
+            found.accepted,
+            found.requeued,
+            found.in_doubt,
+        )
+    return found
 
 
 def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
@@ -579,6 +693,19 @@ def report(session: Session, issue_id: int, failures: int = 10) -> Report:
         .order_by(col(Delivery.updated_at), col(Delivery.id))
         .limit(failures)
     ).all()
+    classes: Counter[str] = Counter()
+    start = sa.func.substr(
+        col(Delivery.last_reply), sa.literal_column("1"), sa.literal_column("40")
+    ).label("start")
+    for code, begins, n in session.execute(
+        sa.select(col(Delivery.last_code), start, sa.func.count())
+        .where(
+            col(Delivery.issue_id) == issue_id,
+            col(Delivery.status).in_([DeliveryStatus.FAILED, DeliveryStatus.DEFERRED]),
+        )
+        .group_by(col(Delivery.last_code), start)
+    ):
+        classes[reply_class(code, begins or "")] += int(n)
     # Deliveries reduced to counts (retention, erasure) still count in the totals.
     totals = Counter(counts(session, issue_id))
     totals.update(privacy.counted(session, issue_id))
@@ -589,4 +716,20 @@ def report(session: Session, issue_id: int, failures: int = 10) -> Report:
         started_at=issue.send_started_at,
         finished_at=issue.send_finished_at or last_sent,
         failures=[(email, code, reply or "") for email, code, reply in first],
+        reply_classes=dict(classes.most_common()),
     )
+
+
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def reply_class(code: int | None, reply: str) -> str:
+    """How a failure or deferral is counted: a 5xx by its enhanced status (RFC 3463: 5.1.1
+    is a bad address, 5.7.1 a policy refusal), a 4xx by its code (421: the relay is busy or
+    closing), and one with no code (a lost connection, a refusal of ours) by its reason."""
+    if code and 500 <= code < 600:
+        found = _ENHANCED.search(reply)
+        return f"{code} {found.group(0)}" if found else str(code)
+    if code:
+        return str(code)
+    return reply.split(":")[0] or "no reply"

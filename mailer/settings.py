@@ -212,10 +212,12 @@ class DeliverySettings(_Section):
     )
     claim_timeout_seconds: int = Field(
         300,
-        ge=10,
+        ge=5,
         description=(
-            "A claimed delivery with no result after this long, from a sender that stopped, "
-            "is sent again (counted as in doubt)."
+            "The lease on claimed deliveries, renewed by their sender's heartbeat: once it "
+            "has run out (the sender died, hangs or was paused) another sender takes them; "
+            "the sender itself stops handing them over a margin (a fifth, at least 2 s) "
+            "before. Those it had begun to hand over are sent again, counted as in doubt."
         ),
     )
 

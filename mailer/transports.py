@@ -4,9 +4,16 @@
 it in the database (the embedded default: a user sees exactly what would have been sent).
 ``SmtpTransport`` hands it to an SMTP relay with aiosmtplib, over a pool of connections.
 
+A sender passes a ``guard`` with each message: it is asked just before the message is
+handed over (before MAIL FROM, before DATA, and before the message itself after DATA's
+354), and when it answers no the message
+is not sent (:class:`Withheld`): a sender whose lease on the delivery has lapsed must not
+send it.
+
 Errors::
 
     TransportError   the relay could not be reached or refused the connection
+    Withheld         the guard said no: nothing of the message was handed over
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -36,12 +43,28 @@ class TransportError(Exception):
     """The relay cannot be reached: nothing was handed over, so there is no reply."""
 
 
+class Withheld(Exception):
+    """The sender's guard said no just before the hand-over: nothing was sent."""
+
+
+Guard = Callable[[], bool]
+
+
+def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Reply:
-    """What the receiving side answered for a message."""
+    """What the receiving side answered for a message.
+
+    ``unknown``: all of the message was sent and the connection was lost before its
+    reply, so the relay may have accepted it (RFC 5321 section 4.1.1.4 leaves that open).
+    """
 
     code: int
     message: str
+    unknown: bool = False
 
     @property
     def ok(self) -> bool:
@@ -51,7 +74,11 @@ class Reply:
 class Transport(Protocol):
     """Hands one message to the next hop."""
 
-    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> Reply: ...
+    async def send(
+        self, sender: str, recipients: Sequence[str], message: bytes, guard: Guard = _always
+    ) -> Reply:
+        """Hand over one message; :class:`Withheld` when ``guard()`` is false just before."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -65,7 +92,11 @@ class CaptureTransport:
         self.folder = folder
         self.engine = engine
 
-    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> Reply:
+    async def send(
+        self, sender: str, recipients: Sequence[str], message: bytes, guard: Guard = _always
+    ) -> Reply:
+        if not guard():
+            raise Withheld()
         return await asyncio.to_thread(self._keep, sender, recipients, message)
 
     def _keep(self, sender: str, recipients: Sequence[str], message: bytes) -> Reply:
@@ -158,17 +189,21 @@ class SmtpTransport:
             raise TransportError(f"cannot reach {self.host}:{self.port}: {exc}") from exc
         return _Connection(client)
 
-    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> Reply:
+    async def send(
+        self, sender: str, recipients: Sequence[str], message: bytes, guard: Guard = _always
+    ) -> Reply:
         domain = recipients[0].rpartition("@")[2].lower()
         limit = self._domains.setdefault(domain, asyncio.Semaphore(self.per_domain))
         async with limit, self._slots:
             await self._bucket.take()
             for attempt in range(2):
+                if not guard():
+                    raise Withheld()
                 reused = bool(self._idle)
                 connection = self._idle.pop() if reused else await self._open()
                 try:
                     reply, usable = await connection.deliver(
-                        sender, recipients, message, self.timeout
+                        sender, recipients, message, self.timeout, guard
                     )
                 except _Stale:
                     # The relay closed an idle connection: nothing was sent, so try a
@@ -177,6 +212,10 @@ class SmtpTransport:
                     if reused and attempt == 0:
                         continue
                     return Reply(0, "connection lost before the message was sent")
+                except Withheld:
+                    if connection.client.is_connected:
+                        self._idle.append(connection)
+                    raise
                 except _SenderRefused as exc:
                     await connection.quit()
                     raise TransportError(
@@ -217,10 +256,20 @@ class _Connection:
         self.sent = 0
 
     async def deliver(
-        self, sender: str, recipients: Sequence[str], message: bytes, timeout: float
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: bytes,
+        timeout: float,
+        guard: Guard = _always,
     ) -> tuple[Reply, bool]:
-        """Send one message; the reply, and whether the connection can be used again."""
+        """Send one message; the reply, and whether the connection can be used again.
+
+        :raises Withheld: ``guard()`` said no before the message was sent (the transaction
+            is reset, or after DATA's 354 the connection closed before the message's end).
+        """
         client = self.client
+        written = False
         try:
             await client.mail(sender)
         except aiosmtplib.SMTPResponseException as exc:
@@ -232,16 +281,22 @@ class _Connection:
         try:
             for recipient in recipients:
                 await client.rcpt(recipient)
+            if not guard():
+                await self._abandon()
             start = await client.execute_command(b"DATA")
             if start.code != 354:
                 await client.rset()
                 return Reply(start.code, start.message), start.code != 421
             protocol = client.protocol
             assert protocol is not None
+            if not guard():  # the 354 took long: closing now, before the end, sends nothing
+                client.close()
+                raise Withheld()
             stuffed = message.replace(b"\r\n.", b"\r\n..")
             if stuffed.startswith(b"."):
                 stuffed = b"." + stuffed
             protocol.write(stuffed + b".\r\n")
+            written = True
             done = await protocol.read_response(timeout=timeout)
         except aiosmtplib.SMTPResponseException as exc:
             usable = exc.code != 421 and client.is_connected
@@ -253,9 +308,23 @@ class _Connection:
             return Reply(exc.code, exc.message), usable
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
+            if written:
+                reason = f"no reply after the message was sent: {exc or type(exc).__name__}"
+                return Reply(0, reason, unknown=True), False
             return Reply(0, f"connection lost: {exc or type(exc).__name__}"), False
         self.sent += 1
         return Reply(done.code, done.message), done.code != 421 and client.is_connected
+
+    async def _abandon(self) -> None:
+        """Reset the transaction (or, failing that, drop the connection): nothing is sent.
+
+        :raises Withheld: always.
+        """
+        try:
+            await self.client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            self.client.close()
+        raise Withheld()
 
     async def quit(self) -> None:
         try:

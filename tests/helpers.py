@@ -30,3 +30,16 @@ def cli(project: Path, *args: str, stdin: str | None = None) -> subprocess.Compl
         timeout=180,
         check=False,
     )
+
+
+def exited_sender(suffix: str = "abc") -> str:
+    """The name a sender on this machine had whose process has since exited."""
+    import socket
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return f"{socket.gethostname()}:{dead.stdout.strip()}:{suffix}"

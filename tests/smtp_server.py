@@ -1,8 +1,10 @@
 """A real SMTP server for tests (aiosmtpd on 127.0.0.1) that can be told to misbehave.
 
 Faults are chosen per recipient: an SMTP reply code for RCPT or DATA (421, 451, 452, 550,
-554, ...), or dropping the connection in the middle of DATA (after the first bytes of
-the message, before its end); or for every message: a reply to MAIL FROM.
+554, ...), dropping the connection in the middle of DATA (after the first bytes of the
+message, before its end), or storing the whole message and then dropping the connection
+before the reply (the sender cannot know it was accepted); or for every message: a reply
+to MAIL FROM. With ``once``, each recipient's fault happens the first time only.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class RecordingHandler:
     rcpt_faults: dict[str, int] = field(default_factory=dict)
     data_faults: dict[str, int] = field(default_factory=dict)
     drop_during_data: set[str] = field(default_factory=set)
+    drop_after_storing: set[str] = field(default_factory=set)
+    once: bool = False
     mail_fault: int | None = None
     delay: float = 0.0
     sessions: int = 0
@@ -74,6 +78,8 @@ class RecordingHandler:
     ) -> str:
         code = self.rcpt_faults.get(address.lower())
         if code is not None:
+            if self.once:
+                del self.rcpt_faults[address.lower()]
             return REPLIES.get(code, f"{code} fault injected")
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -83,6 +89,8 @@ class RecordingHandler:
         for recipient in recipients:
             code = self.data_faults.get(recipient)
             if code is not None:
+                if self.once:
+                    del self.data_faults[recipient]
                 return REPLIES.get(code, f"{code} fault injected")
         domains = {r.rpartition("@")[2] for r in recipients}
         for domain in domains:
@@ -100,17 +108,35 @@ class RecordingHandler:
 
 
 class _DroppingSMTP(SMTP):
-    """Closes the connection in the middle of DATA for the handler's chosen recipients."""
+    """Closes the connection during DATA, or after storing the message but before the
+    reply, for the handler's chosen recipients."""
 
     async def smtp_DATA(self, arg: str) -> None:
         handler = self.event_handler
         assert self.envelope is not None
-        chosen = {r.lower() for r in self.envelope.rcpt_tos} & handler.drop_during_data
-        if not chosen:
+        recipients = {r.lower() for r in self.envelope.rcpt_tos}
+        during = recipients & handler.drop_during_data
+        after = recipients & handler.drop_after_storing
+        if not during and not after:
             await super().smtp_DATA(arg)
             return
+        if handler.once:
+            handler.drop_during_data -= during
+            handler.drop_after_storing -= after
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        await self._reader.read(512)  # some of the message, never its end
+        if during:
+            await self._reader.read(512)  # some of the message, never its end
+        else:
+            data = b""
+            while not data.endswith(b"\r\n.\r\n"):
+                chunk = await self._reader.read(65536)
+                if not chunk:
+                    break
+                data += chunk
+            content = data[: -len(b".\r\n")].replace(b"\r\n..", b"\r\n.")
+            handler.messages.append(
+                Received(str(self.envelope.mail_from), list(self.envelope.rcpt_tos), content)
+            )
         assert self.transport is not None
         self.transport.close()
 

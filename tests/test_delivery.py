@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -36,7 +36,7 @@ from mailer.models import (
 )
 from mailer.settings import Config
 from mailer.tokens import TokenSigner
-from mailer.transports import CaptureTransport, Reply, SmtpTransport
+from mailer.transports import CaptureTransport, Reply, SmtpTransport, Withheld
 from tests.outbox_fixtures import approved, config_for, people, start
 from tests.rendering_fixtures import ZONE
 from tests.smtp_server import RecordingHandler, free_port, running
@@ -334,7 +334,13 @@ def test_an_unexpected_error_defers_that_message_and_the_send_goes_on(
         concurrency = 2
         calls = 0
 
-        async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> Reply:
+        async def send(
+            self,
+            sender: str,
+            recipients: Sequence[str],
+            message: bytes,
+            guard: Callable[[], bool] = lambda: True,
+        ) -> Reply:
             Faulty.calls += 1
             raise RuntimeError("a bug in a transport")
 
@@ -473,3 +479,26 @@ def test_a_5xx_at_smtp_time_is_the_same_bounce_as_a_dsn(
     assert (entry.actor, entry.action) == ("relay reply", "bounce:suppressed")
     event = session.exec(select(BounceEvent).where(col(BounceEvent.contact_id) == gone.id)).one()
     assert (event.source, event.code, event.kind) == ("smtp", 550, BounceKind.PERMANENT)
+
+
+@pytest.mark.parametrize("allowed", [0, 1, 2], ids=["mail", "data", "after-354"])
+def test_a_guard_that_says_no_at_any_step_hands_nothing_over(allowed: int) -> None:
+    # The transport asks before MAIL FROM, before DATA and after DATA's 354 (a sender whose
+    # lease lapsed meanwhile must not send): whichever answer is no, the relay keeps
+    # nothing, and the next message still goes.
+    message = b"Subject: guarded\r\n\r\nhello\r\n"
+    with running() as (controller, handler):
+        transport = _smtp(controller.port, connections=1)
+        answers = iter([True] * allowed + [False])
+
+        async def go() -> int:
+            with pytest.raises(Withheld):
+                await transport.send(
+                    "b@lepnetwork.example", ["r@lep1.example"], message, lambda: next(answers)
+                )
+            reply = await transport.send("b@lepnetwork.example", ["s@lep1.example"], message)
+            await transport.close()
+            return reply.code
+
+        assert asyncio.run(go()) == 250
+    assert [m.recipients for m in handler.messages] == [["s@lep1.example"]]

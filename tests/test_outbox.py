@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from mailer import clock, issues, outbox
+from mailer import clock, issues, journal, outbox
 from mailer.contacts import email_hash
 from mailer.models import (
     BounceEvent,
@@ -29,6 +27,7 @@ from mailer.models import (
 )
 from mailer.outbox import Outcome, Result
 from mailer.settings import DeliverySettings
+from tests.helpers import exited_sender
 from tests.outbox_fixtures import approved, drafted, external_org, people, start
 
 SETTINGS = DeliverySettings()
@@ -199,7 +198,7 @@ def test_the_firewall_refuses_an_outside_contact_found_in_a_bulletin_outbox(
     assert "refused" in caplog.text
 
 
-def test_release_gives_rows_back_and_recover_marks_a_dead_senders_rows_in_doubt(
+def test_release_gives_rows_back_and_recover_puts_only_what_was_handed_over_in_doubt(
     session: Session,
 ) -> None:
     people(session, 4)
@@ -209,29 +208,28 @@ def test_release_gives_rows_back_and_recover_marks_a_dead_senders_rows_in_doubt(
     assert outbox.release(session, "w-alive") == 2
     assert all(s is DeliveryStatus.QUEUED for s in _status(session).values())
     # A sender on this host whose process has exited.
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    ghost = f"{socket.gethostname()}:{dead.stdout.strip()}:abc"
-    outbox.claim(session, ghost, batch=2)
+    ghost = exited_sender()
+    lost = outbox.claim(session, ghost, batch=2)
+    # Its journal says it had begun handing the first over when it died; not the second.
+    journals = {ghost: journal.Entries(handing=frozenset({lost[0].delivery_id}))}
     alive = f"{socket.gethostname()}:{os.getpid()}:def"
     outbox.claim(session, alive, batch=2)
-    assert outbox.recover(session, claim_timeout=timedelta(minutes=5)) == 2
+    assert outbox.recover(session, journals.get) == outbox.Recovered(requeued=1, in_doubt=1)
     rows = list(session.exec(select(Delivery).order_by(col(Delivery.id))))
     for row in rows:
         session.refresh(row)
     assert [(r.status, r.in_doubt) for r in rows] == [
         (DeliveryStatus.QUEUED, True),
-        (DeliveryStatus.QUEUED, True),
+        (DeliveryStatus.QUEUED, False),
         (DeliveryStatus.CLAIMED, False),
         (DeliveryStatus.CLAIMED, False),
     ]
-    # An old claim from another machine is recovered after the claim timeout.
-    with clock.frozen(clock.now() + timedelta(minutes=6)):
-        assert outbox.recover(session, claim_timeout=timedelta(minutes=5)) == 2
+    # A claim from another machine is taken back once its lease has run out; with no
+    # journal to read, all of it is in doubt.
+    with clock.frozen(clock.now() + outbox.LEASE - timedelta(seconds=1)):
+        assert outbox.recover(session).total == 0
+    with clock.frozen(clock.now() + outbox.LEASE + timedelta(seconds=1)):
+        assert outbox.recover(session) == outbox.Recovered(in_doubt=2)
     assert len(mine) == 2
 
 
@@ -290,8 +288,11 @@ def test_a_result_for_a_claim_taken_over_is_not_written(session: Session) -> Non
     start(session, approved(session))
     [slow] = outbox.claim(session, "slow", batch=1)
     with clock.frozen(clock.now() + timedelta(minutes=10)):
-        assert outbox.recover(session, claim_timeout=timedelta(minutes=5)) == 1
+        handed = {"slow": journal.Entries(handing=frozenset({slow.delivery_id}))}
+        assert outbox.recover(session, handed.get) == outbox.Recovered(in_doubt=1)
         [fast] = outbox.claim(session, "fast", batch=1)
+    # The slow sender learns from its heartbeat that it no longer holds the row.
+    assert outbox.renew(session, "slow") == set()
     assert fast.delivery_id == slow.delivery_id
     written = outbox.record(session, [Result(slow.delivery_id, Outcome.RELEASED)], SETTINGS, "slow")
     assert written == 0
@@ -303,12 +304,16 @@ def test_a_result_for_a_claim_taken_over_is_not_written(session: Session) -> Non
 def test_a_live_sender_refreshes_its_claims_so_they_are_not_recovered(session: Session) -> None:
     people(session, 2)
     start(session, approved(session))
-    outbox.claim(session, "busy", batch=2)
+    held = {c.delivery_id for c in outbox.claim(session, "busy", batch=2)}
     later = clock.now() + timedelta(minutes=4)
     with clock.frozen(later):
-        assert outbox.touch(session, "busy") == 2
+        assert outbox.renew(session, "busy") == held
     with clock.frozen(later + timedelta(minutes=4)):
-        assert outbox.recover(session, claim_timeout=timedelta(minutes=5)) == 0
+        assert outbox.recover(session).total == 0
+    with clock.frozen(later + outbox.LEASE + timedelta(seconds=1)):
+        # Its journal (here: empty) says nothing was handed over yet.
+        nothing = {"busy": journal.Entries()}
+        assert outbox.recover(session, nothing.get) == outbox.Recovered(requeued=2)
 
 
 def test_an_error_of_ours_fails_the_delivery_without_suppressing_the_address(
@@ -324,3 +329,44 @@ def test_an_error_of_ours_fails_the_delivery_without_suppressing_the_address(
     contact = session.get(Contact, readers[0].id)
     assert contact is not None and contact.status is ContactStatus.ACTIVE
     assert session.exec(select(BounceEvent)).first() is None
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "kind"),
+    [
+        (550, "5.1.1 No such user", "550 5.1.1"),
+        (554, "5.7.1 Message rejected as spam", "554 5.7.1"),
+        (550, "mailbox unavailable", "550"),
+        (421, "4.3.2 Service shutting down", "421"),
+        (452, "4.2.2 Mailbox full", "452"),
+        (None, "no reply after the message was sent: EOF", "no reply after the message was sent"),
+        (0, "connection lost: reset", "connection lost"),
+        (None, "refused by the firewall: an outside contact", "refused by the firewall"),
+    ],
+)
+def test_failures_are_counted_by_reply_class(code: int | None, reply: str, kind: str) -> None:
+    # 4xx by code (a relay problem), 5xx by enhanced status (bad address, policy).
+    assert outbox.reply_class(code, reply) == kind
+
+
+def test_rows_its_journal_says_the_relay_accepted_are_recorded_as_sent_not_sent_again(
+    session: Session,
+) -> None:
+    # A sender was paused or killed after the relay's 250 but before writing it down.
+    people(session, 3)
+    start(session, approved(session))
+    rows = outbox.claim(session, "gone", batch=3)
+    ids = [row.delivery_id for row in rows]
+    entries = journal.Entries(handing=frozenset(ids[:2]), accepted=frozenset(ids[:1]))
+    with clock.frozen(clock.now() + outbox.LEASE + timedelta(seconds=1)):
+        found = outbox.recover(session, {"gone": entries}.get)
+    assert found == outbox.Recovered(accepted=1, in_doubt=1, requeued=1)
+    session.expire_all()
+    states = [
+        (d.status, d.in_doubt) for d in session.exec(select(Delivery).order_by(col(Delivery.id)))
+    ]
+    assert states == [
+        (DeliveryStatus.SENT, False),
+        (DeliveryStatus.QUEUED, True),
+        (DeliveryStatus.QUEUED, False),
+    ]

@@ -137,6 +137,11 @@ def _summary(current: State, issue_id: int, tally: delivery.Tally) -> None:
     )
     if tally.resent_in_doubt:
         console.print(f"{tally.resent_in_doubt:,} deliveries from an interrupted run were in doubt")
+    if tally.taken_over:
+        console.print(
+            f"{tally.taken_over:,} deliveries were taken over by another sender while this one "
+            "was held up, and left to it unsent"
+        )
     left = report.counts.get(DeliveryStatus.DEFERRED, 0) + report.counts.get(
         DeliveryStatus.QUEUED, 0
     )
@@ -186,11 +191,17 @@ def report_command(
         table.add_row(status.value, f"{report.counts.get(status, 0):,}")
     table.add_section()
     table.add_row("total", f"{report.total:,}")
-    table.add_row("in doubt (sent again after a crash)", f"{report.in_doubt:,}")
+    table.add_row("in doubt", f"{report.in_doubt:,}")
     console.print(table)
+    console.print(f"In doubt: {outbox.IN_DOUBT}.")
     if report.duration is not None:
         rate = f", {report.rate:,.1f} messages/s" if report.rate else ""
         console.print(f"Duration: {report.duration.total_seconds():,.1f} s{rate}")
+    if report.reply_classes:
+        console.print(
+            "Failures and deferrals by reply (4xx by code, 5xx by enhanced status): "
+            + "; ".join(f"{escape(kind)}: {n:,}" for kind, n in report.reply_classes.items())
+        )
     if report.failures:
         console.print("First failures and deferrals:")
         for email, code, reply in report.failures:

@@ -426,6 +426,7 @@ def send_report(request: Request, issue_id: int, session: DB) -> Response:
             "report": report,
             "statuses": list(DeliveryStatus),
             "done": done,
+            "in_doubt": outbox.IN_DOUBT,
             "live": issue.status is IssueStatus.SENDING,
         },
         staff=account,
