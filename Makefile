@@ -62,7 +62,10 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Bytecode first: where PYTHONDONTWRITEBYTECODE is set (as on CI) Python never caches it,
+# and every `mailer` process a test starts would compile the whole package again.
 test: $(VENV)/.test-deps system-packages lint
+	$(BIN)/python -m compileall -q mailer tests > /dev/null
 	$(BIN)/pytest
 
 bench: $(VENV)/.test-deps

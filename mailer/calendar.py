@@ -21,7 +21,6 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import holidays
 import icalendar
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -48,6 +47,8 @@ class Decision(StrEnum):
 
 @cache
 def _holidays(year: int) -> frozenset[date]:
+    import holidays  # here: a slow import most commands never need
+
     return frozenset(holidays.country_holidays("GB", subdiv="ENG", years=year))
 
 

@@ -238,7 +238,8 @@ class Sender:
         """
         self._on_progress = on_progress
         self.tally.resent_in_doubt = (await self._in_db(self._recover)).in_doubt
-        journal.sweep(self._journals, outbox.stopped)
+        holding = await self._in_db(outbox.holders)
+        journal.sweep(self._journals, lambda w: w not in holding and outbox.stopped(w))
         self._journal = journal.Journal(self._journals, self.worker)
         if issue_id is not None:
             self.tally.to_send = await self._in_db(lambda s: _open_count(s, issue_id))
@@ -297,6 +298,9 @@ class Sender:
                     s, self.worker, batch=batch, issue_id=issue_id, lease=self._lease
                 )
             )
+            # A row taken back from this sender while it was held up, and claimed again
+            # by it now, already has a job waiting: one job per row.
+            claimed = [row for row in claimed if row.delivery_id not in self._owned]
             if claimed:
                 if not self._owned:  # else the older claims' (earlier) expiry stands
                     self._lease_until = asked + self._lease.total_seconds() - self._margin
@@ -403,7 +407,10 @@ class Sender:
                     result = await self._deliver(job)
                 except Exception as exc:  # a fault of ours: try again later, keep going
                     log.exception("delivery %s: unexpected error", job.claimed.delivery_id)
-                    result = Result(job.claimed.delivery_id, Outcome.DEFERRED, 0, f"error: {exc}")
+                    # It may have happened after the message was handed over.
+                    result = Result(
+                        job.claimed.delivery_id, Outcome.DEFERRED, 0, f"error: {exc}", True
+                    )
                 if result is not None:
                     self._owned.discard(result.delivery_id)
                     self._results.append(result)
@@ -440,7 +447,10 @@ class Sender:
             log.warning("the relay answers again: sending resumes")
         outcome = outbox.classify(reply.code)
         if outcome is Outcome.SENT:
-            self._journal.accepted(row.delivery_id)
+            try:
+                self._journal.accepted(row.delivery_id)
+            except OSError as exc:  # then a crash before recording puts it in doubt
+                log.warning("could not note delivery %s in the journal: %s", row.delivery_id, exc)
         self._watch_refusals(outcome, reply.message)
         return Result(row.delivery_id, outcome, reply.code, reply.message, in_doubt=reply.unknown)
 

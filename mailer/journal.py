@@ -53,7 +53,9 @@ class Journal:
 
     def _write(self, line: str) -> None:
         assert self._fd is not None, "the journal is closed"
-        os.write(self._fd, line.encode("ascii"))
+        data = line.encode("ascii")
+        while data:
+            data = data[os.write(self._fd, data) :]
 
     def handing(self, delivery_id: int) -> None:
         """Note, before it happens, that this delivery is being handed over."""
@@ -82,11 +84,12 @@ def read(folder: Path, worker: str) -> Entries | None:
         return None
     handing: set[int] = set()
     accepted: set[int] = set()
-    for line in text.splitlines()[1:]:
+    # Only whole lines count: one cut short (by a kill, or still being written) could
+    # name another row ("s 1000" of "s 10005"); its message is treated as unanswered.
+    for line in text.split("\n")[1:-1]:
         kind, _, number = line.partition(" ")
-        if not number.isdigit():
-            continue  # a line cut short by a kill: harmless either way
-        (handing if kind == "h" else accepted if kind == "s" else set()).add(int(number))
+        if number.isdigit():
+            (handing if kind == "h" else accepted if kind == "s" else set()).add(int(number))
     return Entries(frozenset(handing), frozenset(accepted))
 
 
@@ -96,12 +99,15 @@ def reader(folder: Path) -> Callable[[str], Entries | None]:
 
 
 def sweep(folder: Path, stopped: Callable[[str], bool]) -> int:
-    """Remove the journals of senders that have stopped (once their claims are taken back,
-    nothing reads them). Returns how many were removed."""
+    """Remove the journals of senders for which ``stopped`` is true (they have stopped and
+    hold no claims: nothing will read them). Returns how many were removed."""
     removed = 0
     for path in folder.glob("*.log") if folder.is_dir() else ():
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            first = handle.readline().strip()
+        try:
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                first = handle.readline().strip()
+        except OSError:  # removed meanwhile by its own sender or another sweep
+            continue
         if first.startswith(_HEADER) and stopped(first.removeprefix(_HEADER)):
             path.unlink(missing_ok=True)
             removed += 1

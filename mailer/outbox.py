@@ -494,6 +494,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def holders(session: Session) -> set[str]:
+    """The senders that hold claimed deliveries now."""
+    return {
+        holder
+        for holder in session.execute(
+            sa.select(col(Delivery.claimed_by))
+            .where(col(Delivery.status) == DeliveryStatus.CLAIMED)
+            .group_by(col(Delivery.claimed_by))
+        ).scalars()
+        if holder is not None
+    }
+
+
 def stopped(worker: str) -> bool:
     """Whether the sender ``worker`` (a :func:`worker_name`) ran on this machine and its
     process no longer exists."""
@@ -532,12 +545,7 @@ def recover(session: Session, journals: Callable[[str], Entries | None] = _unkno
     queued again.
     """
     now = clock.now()
-    holders = session.execute(
-        sa.select(col(Delivery.claimed_by))
-        .where(col(Delivery.status) == DeliveryStatus.CLAIMED)
-        .group_by(col(Delivery.claimed_by))
-    ).scalars()
-    dead = [holder for holder in holders if holder is not None and stopped(holder)]
+    dead = [holder for holder in holders(session) if stopped(holder)]
     abandoned = (
         sa.select(col(Delivery.id), col(Delivery.claimed_by), col(Delivery.in_doubt))
         .where(

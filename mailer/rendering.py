@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from markupsafe import Markup
-from premailer import Premailer
 
 from mailer.content import ImageContent, IssueContent
 from mailer.markup import to_html, to_text
@@ -258,6 +257,8 @@ class Renderer:
 
 def inline_css(html: str) -> str:
     """Inline the CSS once (premailer, settings from STANDARDS.md) and restore the doctype."""
+    from premailer import Premailer  # here: a slow import most commands never need
+
     inlined: str = Premailer(
         html,
         strip_important=False,

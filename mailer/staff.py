@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Sequence
 from contextlib import suppress
 from datetime import timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,8 +25,13 @@ from mailer.settings import StaffSettings
 
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so both cases take the same time.
-_DUMMY = _hasher.hash(secrets.token_hex(16))
+
+
+@cache
+def _dummy() -> str:
+    """Verified against when the email is unknown, so both cases take the same time (made
+    on first use: hashing at import would slow every command's start)."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 class StaffError(Exception):
@@ -135,7 +141,7 @@ def authenticate(
     ).first()
     if account is None:
         with suppress(VerificationError):
-            _hasher.verify(_DUMMY, password)
+            _hasher.verify(_dummy(), password)
         raise LoginRefused("the email address or the password is wrong")
     if account.locked_until is not None and account.locked_until > now:
         raise LoginRefused("this account is locked after too many failed logins; try again later")

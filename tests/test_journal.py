@@ -40,7 +40,7 @@ def test_a_line_cut_short_by_a_kill_is_harmless_and_stopped_senders_journals_are
         notes.handing(5)
         notes.close(keep=True)
     with journal._path(tmp_path, ghost).open("a") as cut:
-        cut.write("h 6\nh ")  # killed in the middle of a line
+        cut.write("h 6\ns 6")  # killed in the middle of a line ("s 60" would be another row)
     assert journal.read(tmp_path, ghost) == journal.Entries(frozenset({5, 6}))
     assert journal.sweep(tmp_path, outbox.stopped) == 1
     assert journal.read(tmp_path, ghost) is None

@@ -18,7 +18,6 @@ from mailer import staff
 from mailer.cli.state import console, err, fail, state
 from mailer.daemon import Daemon
 from mailer.models import StaffRole
-from mailer.web.app import create_app
 
 staff_app = typer.Typer(help="Staff accounts for the console.", no_args_is_help=True)
 DEMO_STAFF = (
@@ -56,6 +55,9 @@ def serve_command(
     with current.session():
         pass  # the database must be initialised and current
     keeper = Daemon(config, current.engine) if daemon else None
+    # Here, not at the top: the web stack is the slowest part of every command's start.
+    from mailer.web.app import create_app
+
     app = create_app(config, current.engine, drain=keeper.drain_outbox if keeper else None)
     host, chosen = web.host, port or web.port
     server = _QuietServer(
