@@ -7,8 +7,8 @@ outside the LEPs for the bulletin: refused by the firewall), send, and record ea
 
 A claim is a lease: it names its sender and expires unless the sender renews it
 (:func:`renew`, which also tells the sender which rows it still holds). Just before a
-sender hands a few messages to the relay it notes them in its journal
-(:mod:`mailer.journal`), and as soon as the relay accepts one. A claim whose sender
+sender hands a message to the relay it notes it in its journal (:mod:`mailer.journal`),
+and again as soon as the relay accepts it. A claim whose sender
 died, or whose lease ran out, is taken back (:func:`recover`): rows the relay accepted
 are recorded as sent; rows never handed over are simply queued again; rows handed over
 without a reply may have been delivered, and are sent again with the same Message-ID,
