@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from mailer import audiences, audit, clock
+from mailer.db import get_by_id
 from mailer.models import (
     Contact,
     ContactStatus,
@@ -293,10 +294,10 @@ def edit(
     :raises ContactFieldError: there is no such contact or organisation, or the name is
         not valid.
     """
-    contact = session.get(Contact, contact_id)
+    contact = get_by_id(session, Contact, contact_id)
     if contact is None or contact.status is ContactStatus.ERASED:
         raise ContactFieldError(f"there is no contact {contact_id}")
-    organisation = session.get(Organisation, organisation_id)
+    organisation = get_by_id(session, Organisation, organisation_id)
     if organisation is None:
         raise ContactFieldError("organisation: choose one from the list")
     contact.name = clean_name(name)

@@ -27,7 +27,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
-from mailer import bounces, calendar, clock, delivery, messages, privacy, subscriptions, tokens
+from mailer import (
+    bounces,
+    calendar,
+    clock,
+    delivery,
+    messages,
+    privacy,
+    sessions,
+    subscriptions,
+    tokens,
+)
 from mailer.calendar import Decision
 from mailer.models import Slot
 from mailer.notices import Notice, Notices, tell_disabled
@@ -279,7 +289,8 @@ class Daemon:
             self._housekept_on = now.date()
 
     def _housekeep(self, session: Session) -> None:
-        """Once a day: the retention periods of delivery details and raw bounce reports."""
+        """Once a day: the retention periods of delivery details, raw bounce reports, and
+        staff sessions and login counts."""
         settings = self.config.settings
         reduced = privacy.retain(session, settings.privacy.retention_days)
         if reduced:
@@ -287,6 +298,9 @@ class Daemon:
         dropped = bounces.forget_raw(session, settings.bounces)
         if dropped:
             log.info("retention: dropped %s raw bounce reports", dropped)
+        forgotten = sessions.forget(session)
+        if forgotten:
+            log.info("retention: forgot %s old staff sessions and login counts", forgotten)
 
     # -- bounces ---------------------------------------------------------------------
 

@@ -463,10 +463,42 @@ class StaffAccount(SQLModel, table=True):
         nullable=False,
     )
     password_hash: str = Field(max_length=200)
+    # Login attempts from addresses it never logged in from, and when the next may come.
     failed_logins: int = Field(default=0)
     locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_failed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _timestamp()
+
+
+class StaffSession(SQLModel, table=True):
+    """A staff login: the browser's cookie holds only a random token, kept here as its hash;
+    ended rows stay for a while as the addresses an account logged in from."""
+
+    __tablename__ = "staff_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    staff_id: int = Field(foreign_key="staff_accounts.id", index=True)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = _timestamp()
+    last_seen_at: datetime = _timestamp()
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    ended_why: str | None = Field(default=None, max_length=40)
+    ip_hash: str = Field(max_length=64)
+    user_agent: str = Field(default="", max_length=300)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed staff logins from one client address (a keyed hash of it), whatever the account."""
+
+    __tablename__ = "login_throttles"
+
+    ip_hash: str = Field(max_length=64, primary_key=True)
+    failures: int = Field(default=0)
+    last_failed_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    blocked_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class Signup(SQLModel, table=True):

@@ -11,6 +11,7 @@ Errors::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -113,15 +114,54 @@ class WebSettings(_Section):
     host: str = Field("127.0.0.1", min_length=1, description="Address `mailer serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `mailer serve` listens on.")
     secure_cookies: bool = Field(
-        False, description="Send the staff session cookie over https only (true in production)."
+        False,
+        description=(
+            "Send the staff cookies over https only even though base_url is http (they "
+            "always are when base_url is https)."
+        ),
     )
     session_hours: float = Field(
         8.0, gt=0, le=720, description="Hours a staff login lasts without activity."
+    )
+    session_days: float = Field(
+        7.0, gt=0, le=90, description="Days a staff login lasts at most, however active."
+    )
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        strict=False,
+        description=(
+            "Addresses (or networks, e.g. 10.0.0.0/8) of reverse proxies whose "
+            "X-Forwarded-For and X-Forwarded-Proto headers are believed; empty: none, the "
+            "client is whoever connects."
+        ),
+    )
+    form_limit_kb: int = Field(
+        64, ge=4, le=4096, description="Largest request body a public page accepts, in KB."
+    )
+    upload_limit_mb: int = Field(
+        20, ge=1, le=2048, description="Largest contacts file the console accepts, in MB."
     )
 
     @property
     def root(self) -> str:
         return self.base_url.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)"
+                ) from None
+        return value
+
+    @property
+    def https(self) -> bool:
+        """Whether cookies are marked Secure: the site is https, or a setting says so."""
+        return self.secure_cookies or self.base_url.startswith("https://")
 
 
 class SignupSettings(_Section):
@@ -150,9 +190,16 @@ class SignupSettings(_Section):
 class StaffSettings(_Section):
     """Staff accounts in the console."""
 
-    lockout_after: int = Field(5, ge=1, description="Failed logins in a row that lock an account.")
+    lockout_after: int = Field(
+        5,
+        ge=1,
+        description=(
+            "Failed logins (for an account, or from one client address) before each further "
+            "attempt has to wait: 1 s, then twice as long each time."
+        ),
+    )
     lockout_minutes: float = Field(
-        15.0, gt=0, description="How long a locked account stays locked."
+        15.0, gt=0, description="The longest wait between attempts, in minutes."
     )
     approver_may_be_editor: bool = Field(
         False, description="Whether the last editor of an issue may approve it too."

@@ -1,30 +1,39 @@
-"""Staff accounts: roles, argon2 password hashes, and lockout after failed logins.
+"""Staff accounts: roles, argon2 password hashes, and logins slowed after failures.
 
 Errors::
 
     StaffError     an account cannot be created or changed
-    LoginRefused   the email or password is wrong, or the account is locked
+    LoginRefused   the login did not succeed (one message, whatever the reason)
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Sequence
-from contextlib import suppress
 from datetime import timedelta
 from functools import cache
 
-from argon2 import PasswordHasher
+import sqlalchemy as sa
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from mailer import clock
+from mailer import clock, sessions
 from mailer.contacts import ContactFieldError, normalise_email
-from mailer.models import StaffAccount, StaffRole
+from mailer.models import LoginThrottle, StaffAccount, StaffRole
 from mailer.settings import StaffSettings
 
 MIN_PASSWORD = 12
-_hasher = PasswordHasher()
+# The test suite (and only it) sets MAILER_TEST_CHEAP_HASHES: argon2's cheapest
+# parameters, so thousands of logins stay fast. A hash made so is upgraded at the next
+# login of a process without it (check_needs_rehash).
+_hasher = (
+    PasswordHasher.from_parameters(profiles.CHEAPEST)
+    if os.environ.get("MAILER_TEST_CHEAP_HASHES") == "1"
+    else PasswordHasher()
+)
 
 
 @cache
@@ -109,56 +118,249 @@ def add(session: Session, email: str, role: StaffRole, password: str) -> StaffAc
     return account
 
 
-def set_password(session: Session, email: str, password: str) -> StaffAccount:
-    """Give an account a new password and unlock it.
+def find(session: Session, email: str) -> StaffAccount:
+    """The account at ``email``.
 
-    :raises StaffError: there is no such account, or the password is too short.
+    :raises StaffError: there is none.
     """
     account = session.exec(
         select(StaffAccount).where(col(StaffAccount.email) == email.strip().lower())
     ).first()
     if account is None:
         raise StaffError(f"there is no account for {email}")
+    return account
+
+
+def _unlock(account: StaffAccount) -> None:
+    account.failed_logins = 0
+    account.locked_until = None
+    account.last_failed_at = None
+
+
+def set_password(session: Session, email: str, password: str) -> StaffAccount:
+    """Give an account a new password, unlock it and end its sessions.
+
+    :raises StaffError: there is no such account, or the password is too short.
+    """
+    account = find(session, email)
     if len(password) < MIN_PASSWORD:
         raise StaffError(f"the password must have at least {MIN_PASSWORD} characters")
     account.password_hash = _hasher.hash(password)
-    account.failed_logins = 0
-    account.locked_until = None
+    _unlock(account)
+    session.flush()
+    assert account.id is not None
+    sessions.end_for(session, account.id, sessions.Why.CREDENTIALS)
+    return account
+
+
+def set_role(session: Session, email: str, role: StaffRole) -> StaffAccount:
+    """Give an account another role; its sessions end (the next login has the new role).
+
+    :raises StaffError: there is no such account.
+    """
+    account = find(session, email)
+    if account.role is not role:
+        account.role = role
+        session.flush()
+        assert account.id is not None
+        sessions.end_for(session, account.id, sessions.Why.ROLE)
+    return account
+
+
+def set_disabled(session: Session, email: str, disabled: bool) -> StaffAccount:
+    """Disable an account (it cannot log in, its sessions end; its history stays) or
+    enable it again.
+
+    :raises StaffError: there is no such account.
+    """
+    account = find(session, email)
+    account.disabled_at = clock.now() if disabled else None
+    if not disabled:
+        _unlock(account)
+    session.flush()
+    assert account.id is not None
+    if disabled:
+        sessions.end_for(session, account.id, sessions.Why.DISABLED)
+    return account
+
+
+def unlock(session: Session, email: str) -> StaffAccount:
+    """Clear an account's failed logins, so its next attempt need not wait.
+
+    :raises StaffError: there is no such account.
+    """
+    account = find(session, email)
+    _unlock(account)
     session.flush()
     return account
 
 
-def authenticate(
-    session: Session, email: str, password: str, settings: StaffSettings
-) -> StaffAccount:
-    """The account if the password is right; failures count towards a lockout. Commits.
+REFUSED = (
+    "the email address or the password is wrong, or there were too many attempts: after "
+    "{after} failed logins each attempt has to wait longer, up to {minutes:g} minutes"
+)
+PASSWORD_MAX = 1024
+STALE = sessions.FORGET_FAILURES
 
-    :raises LoginRefused: wrong email or password (one message for both), or locked.
-    """
+
+def wait_after(failures: int, settings: StaffSettings) -> timedelta:
+    """How long the next attempt waits after ``failures`` attempts: nothing below
+    ``lockout_after``, then 1 s doubling each time, at most ``lockout_minutes``."""
+    if failures < settings.lockout_after:
+        return timedelta(0)
+    seconds = 2.0 ** min(failures - settings.lockout_after, 40)
+    return timedelta(seconds=min(seconds, settings.lockout_minutes * 60))
+
+
+def _reserve_client(session: Session, client: str, settings: StaffSettings) -> bool:
+    """Count one attempt from ``client``; False if it must wait (nothing counted).
+
+    One statement counts it, so attempts in parallel each see their own number, and the
+    row stays locked until the commit that sets the wait."""
     now = clock.now()
-    account = session.exec(
-        select(StaffAccount).where(col(StaffAccount.email) == email.strip().lower())
-    ).first()
-    if account is None:
-        with suppress(VerificationError):
-            _hasher.verify(_dummy(), password)
-        raise LoginRefused("the email address or the password is wrong")
-    if account.locked_until is not None and account.locked_until > now:
-        raise LoginRefused("this account is locked after too many failed logins; try again later")
+    table = LoginThrottle.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(table)
+        .values(ip_hash=client, failures=1, last_failed_at=now)
+        .on_conflict_do_update(
+            index_elements=["ip_hash"],
+            set_={
+                "failures": sa.case(
+                    (table.c.last_failed_at < now - STALE, 1), else_=table.c.failures + 1
+                ),
+                "last_failed_at": now,
+            },
+            where=sa.or_(table.c.blocked_until.is_(None), table.c.blocked_until <= now),
+        )
+        .returning(table.c.failures)
+    )
+    counted = session.execute(statement).scalar_one_or_none()
+    if counted is None:
+        return False
+    wait = wait_after(counted, settings)
+    if wait:
+        session.execute(
+            table.update().where(table.c.ip_hash == client).values(blocked_until=now + wait)
+        )
+    return True
+
+
+def _reserve_account(session: Session, address: str, settings: StaffSettings) -> bool:
+    """Count one attempt against the account at ``address``; False if it must wait, or if
+    there is no such account (the same statement runs either way)."""
+    now = clock.now()
+    accounts = StaffAccount.__table__  # type: ignore[attr-defined]
+    counted = session.execute(
+        sa.update(accounts)
+        .where(
+            accounts.c.email == address,
+            sa.or_(accounts.c.locked_until.is_(None), accounts.c.locked_until <= now),
+        )
+        .values(
+            failed_logins=sa.case(
+                (
+                    sa.or_(
+                        accounts.c.last_failed_at.is_(None),
+                        accounts.c.last_failed_at < now - STALE,
+                    ),
+                    1,
+                ),
+                else_=accounts.c.failed_logins + 1,
+            ),
+            last_failed_at=now,
+        )
+        .returning(accounts.c.failed_logins)
+    ).scalar_one_or_none()
+    if counted is None:
+        return False
+    wait = wait_after(counted, settings)
+    if wait:
+        session.execute(
+            sa.update(accounts).where(accounts.c.email == address).values(locked_until=now + wait)
+        )
+    return True
+
+
+def authenticate(
+    session: Session, email: str, password: str, settings: StaffSettings, *, client: str
+) -> StaffAccount:
+    """The account if the password is right. Commits.
+
+    Every attempt is counted before its password is checked, for the client address
+    (``client``, a keyed hash) and for the account, each in one atomic statement: past
+    ``lockout_after`` each further attempt waits longer (:func:`wait_after`), and one that
+    comes too soon is refused without its password being checked. Attempts from an
+    address the account logged in from before (:func:`sessions.known_client`) do not count
+    against the account, so an outsider's guesses slow the outsider, not the owner.
+
+    A wrong password, an unknown or disabled account and an attempt that must wait get
+    the same refusal after the same work (one argon2 verification, against a dummy hash
+    when there is nothing to check).
+
+    :raises LoginRefused: with one message for every case.
+    """
+    refused = LoginRefused(
+        REFUSED.format(after=settings.lockout_after, minutes=settings.lockout_minutes)
+    )
+    address = email.strip().lower()[:320]
+    # The first statement writes, so the whole count is one write transaction (SQLite).
+    allowed = _reserve_client(session, client, settings)
+    account = session.exec(select(StaffAccount).where(col(StaffAccount.email) == address)).first()
+    usable = account is not None and account.disabled_at is None
+    known = (
+        account is not None and usable and sessions.known_client(session, account.id or 0, client)
+    )
+    if not known:
+        # Runs for unknown addresses too (it matches no row): the same work every time.
+        allowed = _reserve_account(session, address, settings) and allowed
+    session.commit()
+    check = account is not None and usable and allowed and len(password) <= PASSWORD_MAX
     try:
-        _hasher.verify(account.password_hash, password)
+        _hasher.verify(
+            account.password_hash if check and account is not None else _dummy(),
+            password[:PASSWORD_MAX],
+        )
     except (VerificationError, InvalidHashError):
-        account.failed_logins += 1
-        if account.failed_logins >= settings.lockout_after:
-            account.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-            account.failed_logins = 0
-        session.commit()
-        raise LoginRefused("the email address or the password is wrong") from None
+        check = False
+    if not check or account is None:
+        raise refused
+    session.execute(sa.delete(LoginThrottle).where(col(LoginThrottle.ip_hash) == client))
+    session.refresh(account)
+    if not known:
+        _unlock(account)
     if _hasher.check_needs_rehash(account.password_hash):
         account.password_hash = _hasher.hash(password)
-    account.failed_logins = 0
-    account.locked_until = None
-    account.last_login_at = now
+    account.last_login_at = clock.now()
+    session.commit()
+    return account
+
+
+def change_password(
+    session: Session,
+    email: str,
+    current: str,
+    new: str,
+    settings: StaffSettings,
+    *,
+    client: str,
+    keep: int | None = None,
+) -> StaffAccount:
+    """A member of staff changes their own password, proving the current one (counted
+    like a login, so it cannot be guessed here faster than at the login); every other
+    session of theirs ends (``keep``: the one they are using). Commits.
+
+    :raises LoginRefused: the current password is wrong (or attempts must wait).
+    :raises StaffError: the new password is too short.
+    """
+    if len(new) < MIN_PASSWORD:
+        raise StaffError(f"the new password must have at least {MIN_PASSWORD} characters")
+    account = authenticate(session, email, current, settings, client=client)
+    account.password_hash = _hasher.hash(new)
+    session.flush()
+    assert account.id is not None
+    sessions.end_for(session, account.id, sessions.Why.CREDENTIALS, keep=keep)
     session.commit()
     return account
 

@@ -16,6 +16,9 @@ from sqlmodel import Session
 
 from mailer import db, organisations
 
+# Cheap argon2 parameters for every staff password the tests (and their subprocesses) hash.
+os.environ["MAILER_TEST_CHEAP_HASHES"] = "1"
+
 ROOT = Path(__file__).resolve().parent.parent
 LISTS = ROOT / "lists"
 PG_HOST = "127.0.0.1"

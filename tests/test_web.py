@@ -256,35 +256,6 @@ def test_an_editor_cannot_approve_and_an_approver_not_their_own_edit(
         assert issues.get(session, draft_id or 0).status is IssueStatus.DRAFT
 
 
-def test_logins_lock_after_repeated_failures(site: Site) -> None:
-    client = site.client()
-    for _ in range(5):
-        form = client.get("/staff/login")
-        failed = client.post(
-            "/staff/login",
-            data={
-                "csrf": csrf_of(form.text),
-                "email": "editor@lepnetwork.example",
-                "password": "wrong",
-                "next": "/staff",
-            },
-        )
-        assert failed.status_code == 401
-        assert "the email address or the password is wrong" in failed.text
-    form = client.get("/staff/login")
-    locked = client.post(
-        "/staff/login",
-        data={
-            "csrf": csrf_of(form.text),
-            "email": "editor@lepnetwork.example",
-            "password": "editor-password-1",
-            "next": "/staff",
-        },
-    )
-    assert locked.status_code == 401
-    assert "locked" in locked.text
-
-
 def test_view_online_and_the_archive(site: Site, reader: str) -> None:
     client = site.client()
     token = _token(site, reader)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 import typer
 import uvicorn
 from rich.markup import escape
 from rich.table import Table
+from sqlmodel import Session
 
-from mailer import staff
+from mailer import sessions, staff
 from mailer.cli.state import console, err, fail, state
 from mailer.daemon import Daemon
 from mailer.models import StaffRole
@@ -61,7 +63,17 @@ def serve_command(
     app = create_app(config, current.engine, drain=keeper.drain_outbox if keeper else None)
     host, chosen = web.host, port or web.port
     server = _QuietServer(
-        uvicorn.Config(app, host=host, port=chosen, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app,
+            host=host,
+            port=chosen,
+            log_level="warning",
+            lifespan="off",
+            # X-Forwarded-* only from the proxies named, never from any client.
+            proxy_headers=bool(web.trusted_proxies),
+            forwarded_allow_ips=list(web.trusted_proxies) or [],
+            server_header=False,
+        )
     )
     err.print(f"Site:    http://{host}:{chosen}/  (links in emails use {web.base_url})")
     err.print(f"Console: http://{host}:{chosen}/staff")
@@ -112,7 +124,7 @@ def staff_password(
     ctx: typer.Context,
     email: Annotated[str, typer.Argument(help="The account's email address.")],
 ) -> None:
-    """Give an account a new generated password (and unlock it).
+    """Give an account a new generated password, unlock it and end its sessions.
 
     Example: mailer staff password jo@lepnetwork.example
     """
@@ -127,16 +139,183 @@ def staff_password(
     console.print(f"New password for {escape(email)}: {escape(password)}")
 
 
+def _change(ctx: typer.Context, action: str, email: str, change: Callable[[Session], str]) -> None:
+    current = state(ctx)
+    with current.session() as session:
+        try:
+            said = change(session)
+        except staff.StaffError as exc:
+            fail(str(exc))
+        current.audit(session, action, email.strip().lower())
+    console.print(said)
+
+
+@staff_app.command("role")
+def staff_role(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+    role: Annotated[StaffRole, typer.Argument(help="editor, approver or admin.")],
+) -> None:
+    """Give an account another role; its sessions end (it logs in again with the new role).
+
+    Example: mailer staff role jo@lepnetwork.example approver
+    """
+
+    def change(session: Session) -> str:
+        account = staff.set_role(session, email, role)
+        return f"{escape(account.email)} is now {account.role}; its sessions have ended."
+
+    _change(ctx, "staff:role", email, change)
+
+
+@staff_app.command("disable")
+def staff_disable(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+) -> None:
+    """Disable an account at once: it cannot log in and its sessions end (its edits,
+    approvals and audit entries stay). `mailer staff enable` undoes it.
+
+    Example: mailer staff disable jo@lepnetwork.example
+    """
+
+    def change(session: Session) -> str:
+        account = staff.set_disabled(session, email, True)
+        return f"Disabled {escape(account.email)}: it cannot log in; its sessions have ended."
+
+    _change(ctx, "staff:disable", email, change)
+
+
+@staff_app.command("enable")
+def staff_enable(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+) -> None:
+    """Let a disabled account log in again (and clear its failed logins).
+
+    Example: mailer staff enable jo@lepnetwork.example
+    """
+
+    def change(session: Session) -> str:
+        account = staff.set_disabled(session, email, False)
+        return f"Enabled {escape(account.email)}."
+
+    _change(ctx, "staff:enable", email, change)
+
+
+@staff_app.command("unlock")
+def staff_unlock(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+) -> None:
+    """Clear an account's failed logins, so its next login need not wait (the password
+    stays; use `mailer staff password` if it may be known to someone else).
+
+    Example: mailer staff unlock jo@lepnetwork.example
+    """
+
+    def change(session: Session) -> str:
+        account = staff.unlock(session, email)
+        return f"Unlocked {escape(account.email)}: its next login need not wait."
+
+    _change(ctx, "staff:unlock", email, change)
+
+
+@staff_app.command("sessions")
+def staff_sessions(
+    ctx: typer.Context,
+    end_all: Annotated[
+        bool, typer.Option("--end-all", help="End every session: everyone logs in again.")
+    ] = False,
+    end: Annotated[
+        str | None, typer.Option(help="End the sessions of this account only.", metavar="EMAIL")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the sessions as JSON.")] = False,
+) -> None:
+    """List the console's live sessions, or end them (a lost laptop, a suspected leak).
+
+    Example: mailer staff sessions --end jo@lepnetwork.example
+
+    `--end-all --yes` logs everyone out; `--json` lists them for scripts.
+    """
+    current = state(ctx)
+    web = current.config.settings.web
+    if end_all or end:
+        if not yes:
+            if not sys.stdin.isatty():
+                fail("ending sessions logs people out: add --yes to confirm")
+            whose = "everyone's" if end_all else f"{end}'s"
+            typer.confirm(f"End {whose} console sessions?", abort=True)
+        with current.session() as session:
+            if end_all:
+                ended = sessions.end_all(session)
+            else:
+                try:
+                    account = staff.find(session, end or "")
+                except staff.StaffError as exc:
+                    fail(str(exc))
+                assert account.id is not None
+                ended = sessions.end_for(session, account.id, sessions.Why.ENDED_BY_ADMIN)
+            current.audit(session, "staff:end-sessions", end or "everyone", f"{ended} sessions")
+        console.print(f"Ended {ended} session(s).")
+        return
+    with current.session() as session:
+        rows = sessions.live(session, web)
+    if as_json:
+        data = [
+            {
+                "id": row.id,
+                "email": email,
+                "created_at": row.created_at.isoformat(),
+                "last_seen_at": row.last_seen_at.isoformat(),
+                "user_agent": row.user_agent,
+            }
+            for row, email in rows
+        ]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    table = Table()
+    for column in ("id", "email", "since", "last seen", "browser"):
+        table.add_column(column)
+    for row, email in rows:
+        table.add_row(
+            str(row.id),
+            escape(email),
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            f"{row.last_seen_at:%Y-%m-%d %H:%M}",
+            escape(row.user_agent[:60]),
+        )
+    console.print(table)
+    err.print(f"{len(rows)} live session(s) (times in UTC)")
+
+
 @staff_app.command("list")
-def staff_list(ctx: typer.Context) -> None:
+def staff_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the accounts as JSON.")] = False,
+) -> None:
     """List staff accounts.
 
     Example: mailer staff list
     """
     with state(ctx).session() as session:
         accounts = staff.listing(session)
+    if as_json:
+        data = [
+            {
+                "email": a.email,
+                "role": a.role.value,
+                "disabled": a.disabled_at is not None,
+                "last_login_at": a.last_login_at.isoformat() if a.last_login_at else None,
+                "waits_until": a.locked_until.isoformat() if a.locked_until else None,
+            }
+            for a in accounts
+        ]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
     table = Table()
-    for column in ("email", "role", "last login", "locked until"):
+    for column in ("email", "role", "last login", "next login not before", "disabled"):
         table.add_column(column)
     for account in accounts:
         table.add_row(
@@ -144,6 +323,7 @@ def staff_list(ctx: typer.Context) -> None:
             account.role.value,
             f"{account.last_login_at:%Y-%m-%d %H:%M}" if account.last_login_at else "-",
             f"{account.locked_until:%Y-%m-%d %H:%M}" if account.locked_until else "-",
+            f"{account.disabled_at:%Y-%m-%d}" if account.disabled_at else "-",
         )
     console.print(table)
 

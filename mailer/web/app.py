@@ -1,29 +1,38 @@
-"""The web application: shared context, page rendering, sessions and CSRF for the console."""
+"""The web application: shared context, page rendering, staff sessions and CSRF."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import jinja2
-from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi import FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from starlette.middleware.sessions import SessionMiddleware
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailer import delivery, messages, tokens
-from mailer.models import StaffAccount, StaffRole
+from mailer import delivery, messages, sessions, tokens
+from mailer.db import MAX_ID
+from mailer.models import StaffAccount, StaffRole, StaffSession
 from mailer.rendering import Renderer
 from mailer.settings import Config
 from mailer.transports import Transport, from_config
+from mailer.web import guard
 
-HERE = Path(__file__).parent
+HERE = FilePath(__file__).parent
+
+
+# A row id in a path: anything else (abc, 99999999999999999999999) is a 404 page.
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class LoginRequired(Exception):
@@ -80,12 +89,43 @@ def db(request: Request) -> Iterator[Session]:
     yield from context(request).session()
 
 
+SESSION_COOKIE = "mailer_session"  # the staff session's random token, nothing else
+LOGIN_COOKIE = "mailer_login"  # the login form's CSRF token, before there is a session
+FLASH_COOKIE = "mailer_flash"  # a signed one-line message for the next page
+STAFF = "staff_session"  # request.state: the live session, once staff_of found it
+
+
+def set_cookie(request: Request, name: str, value: str, *, max_age: int | None = None) -> None:
+    """Have the response set a console cookie: HttpOnly, SameSite=Lax, path /staff, and
+    Secure when the site is https. An empty value with max_age 0 deletes it."""
+    web = context(request).config.settings.web
+    parts = [f"{name}={value}", "Path=/staff", "HttpOnly", "SameSite=Lax"]
+    if max_age is not None:
+        parts.append(f"Max-Age={max_age}")
+    if web.https:
+        parts.append("Secure")
+    cookies = getattr(request.state, guard.COOKIES, None)
+    if cookies is None:
+        cookies = []
+        setattr(request.state, guard.COOKIES, cookies)
+    cookies.append("; ".join(parts))
+
+
+def _live(request: Request) -> StaffSession | None:
+    row = getattr(request.state, STAFF, None)
+    return row if isinstance(row, StaffSession) else None
+
+
 def csrf_token(request: Request) -> str:
-    """This browser session's CSRF token (created on first use)."""
-    token = request.session.get("csrf")
-    if not isinstance(token, str):
+    """The CSRF token of this browser: its session's, or before a login its own cookie's."""
+    row = _live(request)
+    if row is not None:
+        return row.csrf
+    token = request.cookies.get(LOGIN_COOKIE) or getattr(request.state, LOGIN_COOKIE, None)
+    if not isinstance(token, str) or not 20 <= len(token) <= 64:
         token = secrets.token_urlsafe(24)
-        request.session["csrf"] = token
+        setattr(request.state, LOGIN_COOKIE, token)
+        set_cookie(request, LOGIN_COOKIE, token)
     return token
 
 
@@ -103,29 +143,71 @@ class _LazyCsrf:
 
 
 def check_csrf(request: Request, submitted: str | None) -> None:
-    """Refuse a form that does not carry this session's CSRF token.
+    """Refuse a form that does not carry this browser's CSRF token (its session's once
+    logged in, so call it after :func:`staff_of`).
 
     :raises Forbidden: the token is missing or wrong.
     """
-    expected = request.session.get("csrf")
+    row = _live(request)
+    expected = row.csrf if row is not None else request.cookies.get(LOGIN_COOKIE)
     if (
         not submitted
         or not isinstance(expected, str)
-        or not secrets.compare_digest(submitted, expected)
+        or not secrets.compare_digest(submitted.encode(), expected.encode())
     ):
         raise Forbidden("the form expired or did not come from this site: please try again")
 
 
-def staff_of(request: Request, session: Session) -> StaffAccount:
-    """The logged-in member of staff.
-
-    :raises LoginRequired: nobody is logged in (or the account is gone).
-    """
-    staff_id = request.session.get("staff_id")
-    account = session.get(StaffAccount, staff_id) if isinstance(staff_id, int) else None
-    if account is None:
+def current_session(request: Request) -> StaffSession:
+    """The session :func:`staff_of` found for this request."""
+    row = _live(request)
+    if row is None:
         raise LoginRequired()
-    return account
+    return row
+
+
+def staff_of(request: Request, session: Session) -> StaffAccount:
+    """The logged-in member of staff, by the session the cookie names.
+
+    :raises LoginRequired: no live session (none, logged out, ended, idle, too old, or
+        the account disabled).
+    """
+    current = sessions.resume(
+        session, request.cookies.get(SESSION_COOKIE, ""), context(request).config.settings.web
+    )
+    if current is None:
+        raise LoginRequired()
+    setattr(request.state, STAFF, current.row)
+    return current.account
+
+
+def log_in(request: Request, session: Session, account: StaffAccount) -> None:
+    """Start a session for ``account`` (ending the one this browser had) and set its
+    cookie. Flushes."""
+    web = context(request).config.settings.web
+    old = sessions.resume(session, request.cookies.get(SESSION_COOKIE, ""), web)
+    if old is not None:
+        sessions.end(session, old.row, sessions.Why.NEW_LOGIN)
+    row, token = sessions.start(
+        session,
+        account,
+        client=client_hash(request),
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    setattr(request.state, STAFF, row)
+    set_cookie(request, SESSION_COOKIE, token, max_age=int(web.session_days * 86400))
+    set_cookie(request, LOGIN_COOKIE, "", max_age=0)
+
+
+def log_out(request: Request) -> None:
+    """Forget the session cookie in this browser (end the session with sessions.end)."""
+    set_cookie(request, SESSION_COOKIE, "", max_age=0)
+
+
+def client_hash(request: Request) -> str:
+    """The client's address (as uvicorn saw it, through trusted proxies only), hashed."""
+    address = request.client.host if request.client else "unknown"
+    return sessions.client_hash(context(request).key, address)
 
 
 def require_role(account: StaffAccount, *roles: StaffRole) -> None:
@@ -152,15 +234,43 @@ def page(
         "signup": settings.signup,
         "csrf": _LazyCsrf(request),
         "staff": staff,
-        "flash": request.session.pop("flash", None),
+        "flash": _take_flash(request),
         **(values or {}),
     }
     return templates.TemplateResponse(request, name, full, status_code=status)
 
 
+def _flash_signer(request: Request) -> URLSafeSerializer:
+    return URLSafeSerializer(context(request).key, salt="mailer.flash.v1")
+
+
 def flash(request: Request, message: str) -> None:
-    """A one-line message shown on the next page."""
-    request.session["flash"] = message
+    """A one-line message shown on the next page (a signed cookie)."""
+    set_cookie(request, FLASH_COOKIE, _flash_signer(request).dumps(message[:500]))
+
+
+def _take_flash(request: Request) -> str | None:
+    value = request.cookies.get(FLASH_COOKIE)
+    if not value:
+        return None
+    set_cookie(request, FLASH_COOKIE, "", max_age=0)
+    try:
+        message = _flash_signer(request).loads(value)
+    except BadSignature:
+        return None
+    return message if isinstance(message, str) else None
+
+
+def email_page(html: str, *, framed: bool = False) -> HTMLResponse:
+    """An issue's HTML as a reader sees it, under its own policy: inline styles and remote
+    images only, no script, sandboxed; ``framed`` lets the console frame it (previews)."""
+    response = HTMLResponse(html)
+    policy = guard.EMAIL_POLICY + (
+        "; frame-ancestors 'self'" if framed else "; frame-ancestors 'none'"
+    )
+    response.headers["Content-Security-Policy"] = policy
+    response.headers["X-Frame-Options"] = "SAMEORIGIN" if framed else "DENY"
+    return response
 
 
 def redirect(path: str) -> RedirectResponse:
@@ -179,7 +289,14 @@ def create_app(
 
     key = tokens.load_key(config.secrets.secret_key, config.var_dir)
     settings = config.settings
-    app = FastAPI(title="LEP Network mailer", docs_url=None, redoc_url=None, openapi_url=None)
+    limits = guard.Limits.of(settings.web)
+    app = FastAPI(
+        title="LEP Network mailer",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,  # its redirects echo the Host header; ours are relative
+    )
     app.state.ctx = WebContext(
         config=config,
         engine=engine,
@@ -195,22 +312,19 @@ def create_app(
         undefined=jinja2.StrictUndefined,
     )
     app.state.templates = Jinja2Templates(env=env)
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=key.decode("utf-8", "replace") + ":session",
-        session_cookie="mailer_session",
-        max_age=int(settings.web.session_hours * 3600),
-        same_site="lax",
-        https_only=settings.web.secure_cookies,
-    )
+    app.add_middleware(guard.Guard)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    app.include_router(public.router)
-    app.include_router(console.router)
+    # Bodies beyond these are refused with 413 before (or while) they are read.
+    app.include_router(public.router, max_body_size=limits.public)
+    app.include_router(console.uploads, max_body_size=limits.upload)  # before {contact_id}
+    app.include_router(console.router, max_body_size=limits.console)
     console.install(app)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> Response:
-        return redirect(f"/staff/login?next={request.url.path}")
+        if request.cookies.get(SESSION_COOKIE):
+            log_out(request)  # an ended session's cookie is of no more use
+        return redirect(f"/staff/login?next={quote(request.url.path)}")
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
@@ -218,14 +332,51 @@ def create_app(
             request, "message.html", {"title": "Not allowed", "message": str(exc)}, status=403
         )
 
-    @app.middleware("http")
-    async def _headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-        return response
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        path = request.url.path
+        if exc.status_code == 404 and len(path) > 1 and path.endswith("/"):
+            # Relative, and never two leading slashes (a link to another site).
+            target = "/" + path.strip("/")
+            query = request.url.query
+            return RedirectResponse(target + (f"?{query}" if query else ""), status_code=308)
+        titles = {404: "Not found", 405: "Not allowed", 413: "Too large"}
+        messages_ = {
+            404: "There is no page at this address.",
+            405: "This page does not take that kind of request.",
+            413: "What was sent is larger than this page accepts. Nothing was changed.",
+        }
+        return page(
+            request,
+            "message.html",
+            {
+                "title": titles.get(exc.status_code, "Error"),
+                "message": messages_.get(exc.status_code, str(exc.detail)),
+            },
+            status=exc.status_code,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        fields = sorted({str(error["loc"][-1]) for error in exc.errors() if error.get("loc")})
+        in_path = any(error.get("loc", ("",))[0] == "path" for error in exc.errors())
+        if in_path:  # /archive/abc or an id no row can have: there is no such page
+            return page(
+                request,
+                "message.html",
+                {"title": "Not found", "message": "There is no page at this address."},
+                status=404,
+            )
+        return page(
+            request,
+            "message.html",
+            {
+                "title": "Not understood",
+                "message": "The form could not be read: check "
+                + (", ".join(fields) or "what you sent")
+                + " and try again. Nothing was changed.",
+            },
+            status=400,
+        )
 
     return app

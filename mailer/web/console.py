@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tempfile
 from datetime import date, timedelta
 from email import policy
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Form, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlmodel import Session, col, select
+from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.formparsers import MultiPartException
 
 from mailer import (
     audit,
@@ -34,9 +37,11 @@ from mailer import (
     privacy,
     proofs,
     publications,
+    sessions,
     staff,
 )
 from mailer.contacts import ContactFieldError
+from mailer.db import get_by_id
 from mailer.importer import ImportFileError, import_contacts
 from mailer.models import (
     CapturedMessage,
@@ -51,13 +56,21 @@ from mailer.models import (
     Role,
     StaffAccount,
     StaffRole,
+    StaffSession,
 )
 from mailer.transports import TransportError
 from mailer.web.app import (
+    LoginRequired,
+    RowId,
     check_csrf,
+    client_hash,
     context,
+    current_session,
     db,
+    email_page,
     flash,
+    log_in,
+    log_out,
     page,
     redirect,
     require_role,
@@ -65,6 +78,7 @@ from mailer.web.app import (
 )
 
 router = APIRouter(prefix="/staff")
+uploads = APIRouter(prefix="/staff")  # its own body limit: [web] upload_limit_mb
 DB = Annotated[Session, Depends(db)]
 CSRF = Annotated[str, Form()]
 APPROVERS = (StaffRole.APPROVER, StaffRole.ADMIN)
@@ -101,22 +115,139 @@ def login(
     check_csrf(request, csrf)
     try:
         account = staff.authenticate(
-            session, email, password, context(request).config.settings.staff
+            session,
+            email,
+            password,
+            context(request).config.settings.staff,
+            client=client_hash(request),
         )
     except staff.LoginRefused as exc:
         return page(request, "staff/login.html", {"next": next, "error": str(exc)}, status=401)
-    request.session.clear()  # a fresh session on login
-    request.session["staff_id"] = account.id
+    log_in(request, session, account)
     _audit(session, account, "staff:login")
     session.commit()
-    return redirect(next if next.startswith("/staff") else "/staff")
+    return redirect(next if next.startswith("/staff") and "//" not in next else "/staff")
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: CSRF = "") -> Response:
+def logout(request: Request, session: DB, csrf: CSRF = "") -> Response:
+    try:
+        staff_of(request, session)
+    except LoginRequired:
+        return redirect("/staff/login")  # already ended: nothing to do
     check_csrf(request, csrf)
-    request.session.clear()
+    row = current_session(request)
+    sessions.end(session, row, sessions.Why.LOGOUT)
+    session.commit()
+    log_out(request)
     return redirect("/staff/login")
+
+
+# -- your account and everyone's sessions ------------------------------------------
+
+
+def _account_page(
+    request: Request, session: Session, account: StaffAccount, error: str | None = None
+) -> Response:
+    web = context(request).config.settings.web
+    everyone = sessions.live(session, web)
+    mine = [row for row, _ in everyone if row.staff_id == account.id]
+    return page(
+        request,
+        "staff/account.html",
+        {
+            "mine": mine,
+            "everyone": everyone if account.role is StaffRole.ADMIN else [],
+            "current": current_session(request).id,
+            "error": error,
+            "minimum": staff.MIN_PASSWORD,
+            "zone": _local(request),
+        },
+        status=422 if error else 200,
+        staff=account,
+    )
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_view(request: Request, session: DB) -> Response:
+    account = staff_of(request, session)
+    return _account_page(request, session, account)
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+def account_password(
+    request: Request,
+    session: DB,
+    csrf: CSRF = "",
+    current: Annotated[str, Form()] = "",
+    new: Annotated[str, Form()] = "",
+    repeat: Annotated[str, Form()] = "",
+) -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    if new != repeat:
+        return _account_page(request, session, account, "the two new passwords differ")
+    try:
+        staff.change_password(
+            session,
+            account.email,
+            current,
+            new,
+            context(request).config.settings.staff,
+            client=client_hash(request),
+            keep=current_session(request).id,
+        )
+    except (staff.StaffError, staff.LoginRefused) as exc:
+        session.rollback()
+        return _account_page(request, session, account, str(exc))
+    _audit(session, account, "staff:password", account.email, "changed in the console")
+    session.commit()
+    flash(request, "Password changed: your other sessions have ended.")
+    return redirect("/staff/account")
+
+
+@router.post("/account/end-others")
+def account_end_others(request: Request, session: DB, csrf: CSRF = "") -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    assert account.id is not None
+    ended = sessions.end_for(
+        session, account.id, sessions.Why.LOGOUT, keep=current_session(request).id
+    )
+    session.commit()
+    flash(request, f"Ended {ended} other session(s) of yours.")
+    return redirect("/staff/account")
+
+
+@router.post("/sessions/end-all")
+def sessions_end_all(request: Request, session: DB, csrf: CSRF = "") -> Response:
+    """An admin logs everyone out, themselves included (a suspected leak)."""
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    require_role(account, StaffRole.ADMIN)
+    ended = sessions.end_all(session)
+    _audit(session, account, "staff:end-all-sessions", detail=f"{ended} sessions")
+    session.commit()
+    log_out(request)
+    return redirect("/staff/login")
+
+
+@router.post("/sessions/{session_id}/end")
+def session_end(request: Request, session_id: RowId, session: DB, csrf: CSRF = "") -> Response:
+    account = staff_of(request, session)
+    check_csrf(request, csrf)
+    row = get_by_id(session, StaffSession, session_id)
+    if row is None or (row.staff_id != account.id and account.role is not StaffRole.ADMIN):
+        raise issues.IssueError(f"there is no session {session_id}")
+    sessions.end(
+        session,
+        row,
+        sessions.Why.ENDED_BY_ADMIN if row.staff_id != account.id else sessions.Why.LOGOUT,
+    )
+    _audit(session, account, "staff:end-session", f"session {session_id}")
+    session.commit()
+    flash(request, "Session ended.")
+    return redirect("/staff/account")
 
 
 # -- dashboard -----------------------------------------------------------------------
@@ -240,7 +371,7 @@ def _issue_page(
 
 
 @router.get("/issues/{issue_id}", response_class=HTMLResponse)
-def issue_edit(request: Request, issue_id: int, session: DB) -> Response:
+def issue_edit(request: Request, issue_id: RowId, session: DB) -> Response:
     account = staff_of(request, session)
     return _issue_page(request, session, account, issues.get(session, issue_id))
 
@@ -248,7 +379,7 @@ def issue_edit(request: Request, issue_id: int, session: DB) -> Response:
 @router.post("/issues/{issue_id}", response_class=HTMLResponse)
 def issue_save(
     request: Request,
-    issue_id: int,
+    issue_id: RowId,
     session: DB,
     csrf: CSRF = "",
     text: Annotated[str, Form()] = "",
@@ -271,7 +402,7 @@ def issue_save(
 
 
 @router.get("/issues/{issue_id}/preview.html", response_class=HTMLResponse)
-def issue_preview(request: Request, issue_id: int, session: DB) -> Response:
+def issue_preview(request: Request, issue_id: RowId, session: DB) -> Response:
     staff_of(request, session)
     ctx = context(request)
     issue = issues.get(session, issue_id)
@@ -279,11 +410,11 @@ def issue_preview(request: Request, issue_id: int, session: DB) -> Response:
     rendered = issues.rendering(session, issue, ctx.renderer, definition)
     sample = proofs.sample_personal(ctx.signer, issue, ctx.config.settings.network.domain)
     html, _ = rendered.for_reader(sample.name, sample.token)
-    return HTMLResponse(html)
+    return email_page(html, framed=True)
 
 
 @router.post("/issues/{issue_id}/test")
-async def issue_test(request: Request, issue_id: int, session: DB, csrf: CSRF = "") -> Response:
+async def issue_test(request: Request, issue_id: RowId, session: DB, csrf: CSRF = "") -> Response:
     account = staff_of(request, session)
     check_csrf(request, csrf)
     ctx = context(request)
@@ -319,7 +450,7 @@ async def issue_test(request: Request, issue_id: int, session: DB, csrf: CSRF = 
 @router.post("/issues/{issue_id}/approve")
 def issue_approve(
     request: Request,
-    issue_id: int,
+    issue_id: RowId,
     session: DB,
     csrf: CSRF = "",
     slot_id: Annotated[str, Form()] = "",
@@ -358,7 +489,7 @@ def issue_approve(
 
 
 @router.post("/issues/{issue_id}/cancel")
-def issue_cancel(request: Request, issue_id: int, session: DB, csrf: CSRF = "") -> Response:
+def issue_cancel(request: Request, issue_id: RowId, session: DB, csrf: CSRF = "") -> Response:
     account = staff_of(request, session)
     check_csrf(request, csrf)
     require_role(account, *APPROVERS)
@@ -373,7 +504,7 @@ def issue_cancel(request: Request, issue_id: int, session: DB, csrf: CSRF = "") 
 
 
 @router.post("/issues/{issue_id}/reopen")
-def issue_reopen(request: Request, issue_id: int, session: DB, csrf: CSRF = "") -> Response:
+def issue_reopen(request: Request, issue_id: RowId, session: DB, csrf: CSRF = "") -> Response:
     account = staff_of(request, session)
     check_csrf(request, csrf)
     require_role(account, *APPROVERS)
@@ -389,7 +520,7 @@ def issue_reopen(request: Request, issue_id: int, session: DB, csrf: CSRF = "") 
 
 @router.post("/issues/{issue_id}/send")
 def issue_send(
-    request: Request, issue_id: int, session: DB, background: BackgroundTasks, csrf: CSRF = ""
+    request: Request, issue_id: RowId, session: DB, background: BackgroundTasks, csrf: CSRF = ""
 ) -> Response:
     account = staff_of(request, session)
     check_csrf(request, csrf)
@@ -413,7 +544,7 @@ def issue_send(
 
 
 @router.get("/sends/{issue_id}", response_class=HTMLResponse)
-def send_report(request: Request, issue_id: int, session: DB) -> Response:
+def send_report(request: Request, issue_id: RowId, session: DB) -> Response:
     account = staff_of(request, session)
     issue = issues.get(session, issue_id)
     report = outbox.report(session, issue_id)
@@ -446,7 +577,7 @@ def mailbox(request: Request, session: DB) -> Response:
 
 
 def _captured(session: Session, message_id: int) -> EmailMessage:
-    captured = session.get(CapturedMessage, message_id)
+    captured = get_by_id(session, CapturedMessage, message_id)
     if captured is None:
         raise issues.IssueError(f"there is no captured message {message_id}")
     parsed = BytesParser(policy=policy.default).parsebytes(Path(captured.path).read_bytes())
@@ -455,7 +586,7 @@ def _captured(session: Session, message_id: int) -> EmailMessage:
 
 
 @router.get("/mailbox/{message_id}", response_class=HTMLResponse)
-def mailbox_message(request: Request, message_id: int, session: DB) -> Response:
+def mailbox_message(request: Request, message_id: RowId, session: DB) -> Response:
     account = staff_of(request, session)
     message = _captured(session, message_id)
     text = message.get_body(("plain",))
@@ -473,12 +604,10 @@ def mailbox_message(request: Request, message_id: int, session: DB) -> Response:
 
 
 @router.get("/mailbox/{message_id}/html", response_class=HTMLResponse)
-def mailbox_html(request: Request, message_id: int, session: DB) -> Response:
+def mailbox_html(request: Request, message_id: RowId, session: DB) -> Response:
     staff_of(request, session)
     part = _captured(session, message_id).get_body(("html",))
-    response = HTMLResponse(part.get_content() if part is not None else "")
-    response.headers["Content-Security-Policy"] = "script-src 'none'"
-    return response
+    return email_page(part.get_content() if part is not None else "", framed=True)
 
 
 # -- events ----------------------------------------------------------------------------
@@ -583,45 +712,62 @@ def contact_import_form(request: Request, session: DB) -> Response:
     return page(request, "staff/import.html", {"report": None, "error": None}, staff=account)
 
 
-@router.post("/contacts/import", response_class=HTMLResponse)
-async def contact_import(
-    request: Request,
-    session: DB,
-    file: UploadFile,
-    csrf: CSRF = "",
-    dry_run: Annotated[str, Form()] = "",
-) -> Response:
+def _upload_name(filename: str) -> str:
+    """The uploaded file's own name, made safe to create in a folder of ours."""
+    name = re.sub(r"[^\w.\- ]", "_", Path(filename.replace("\\", "/")).name)[:100].strip()
+    return name if name.strip(".") else "upload.csv"
+
+
+def _import_error(request: Request, account: StaffAccount, error: str, status: int) -> Response:
+    return page(
+        request, "staff/import.html", {"report": None, "error": error}, status=status, staff=account
+    )
+
+
+@uploads.post("/contacts/import", response_class=HTMLResponse)
+async def contact_import(request: Request, session: DB) -> Response:
+    """Import an uploaded CSV. The login is checked before a byte of the upload is read;
+    the body's size is capped (``[web] upload_limit_mb``, by the router); the file is
+    streamed to a temporary file, never held in memory."""
     account = staff_of(request, session)
-    check_csrf(request, csrf)
-    data = await file.read()
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / (Path(file.filename or "upload.csv").name or "upload.csv")
-        path.write_bytes(data)
-        try:
-            report = import_contacts(
-                session,
-                path,
-                zone=_local(request),
-                dry_run=bool(dry_run),
-                source=f"console upload by {account.email}: {path.name}",
-                batch_size=context(request).config.settings.contacts_import.batch_size,
-            )
-            if not report.dry_run:
-                _audit(session, account, "contacts:import", path.name, report.summary())
-                session.commit()
-        except ImportFileError as exc:
-            return page(
-                request,
-                "staff/import.html",
-                {"report": None, "error": str(exc)},
-                status=422,
-                staff=account,
-            )
+    try:
+        form = await request.form(max_files=1, max_fields=10, max_part_size=64 * 1024)
+    except MultiPartException as exc:
+        return _import_error(request, account, f"the upload could not be read: {exc}", 400)
+    try:
+        submitted = form.get("csrf")
+        check_csrf(request, submitted if isinstance(submitted, str) else None)
+        upload = form.get("file")
+        if not isinstance(upload, StarletteUpload) or not upload.filename:
+            return _import_error(request, account, "choose a CSV file to import", 422)
+        name = _upload_name(upload.filename)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            with path.open("wb") as out:
+                while chunk := await upload.read(1024 * 1024):
+                    out.write(chunk)
+            try:
+                report = import_contacts(
+                    session,
+                    path,
+                    zone=_local(request),
+                    dry_run=form.get("dry_run") not in (None, ""),
+                    source=f"console upload by {account.email}: {name}",
+                    batch_size=context(request).config.settings.contacts_import.batch_size,
+                )
+                if not report.dry_run:
+                    _audit(session, account, "contacts:import", name, report.summary())
+                    session.commit()
+            except ImportFileError as exc:
+                # Named as uploaded: the server's temporary folder is nobody's business.
+                return _import_error(request, account, str(exc).replace(str(path), name), 422)
+    finally:
+        await form.close()
     return page(request, "staff/import.html", {"report": report, "error": None}, staff=account)
 
 
 @router.get("/contacts/{contact_id}", response_class=HTMLResponse)
-def contact_view(request: Request, contact_id: int, session: DB) -> Response:
+def contact_view(request: Request, contact_id: RowId, session: DB) -> Response:
     account = staff_of(request, session)
     return _contact_page(request, session, account, contact_id)
 
@@ -666,7 +812,7 @@ def _contact_page(
 @router.post("/contacts/{contact_id}", response_class=HTMLResponse)
 def contact_save(
     request: Request,
-    contact_id: int,
+    contact_id: RowId,
     session: DB,
     csrf: CSRF = "",
     name: Annotated[str, Form()] = "",
@@ -693,7 +839,7 @@ def contact_save(
 
 
 @router.post("/contacts/{contact_id}/link")
-def contact_link(request: Request, contact_id: int, session: DB, csrf: CSRF = "") -> Response:
+def contact_link(request: Request, contact_id: RowId, session: DB, csrf: CSRF = "") -> Response:
     """Link a reader to the organisation they stated at sign-up (one action, audited)."""
     account = staff_of(request, session)
     check_csrf(request, csrf)
@@ -712,7 +858,7 @@ def contact_link(request: Request, contact_id: int, session: DB, csrf: CSRF = ""
 
 
 @router.post("/contacts/{contact_id}/enable")
-def contact_enable(request: Request, contact_id: int, session: DB, csrf: CSRF = "") -> Response:
+def contact_enable(request: Request, contact_id: RowId, session: DB, csrf: CSRF = "") -> Response:
     account = staff_of(request, session)
     check_csrf(request, csrf)
     try:
@@ -724,7 +870,7 @@ def contact_enable(request: Request, contact_id: int, session: DB, csrf: CSRF = 
 
 
 @router.get("/contacts/{contact_id}/data.json")
-def contact_data(request: Request, contact_id: int, session: DB) -> Response:
+def contact_data(request: Request, contact_id: RowId, session: DB) -> Response:
     """Subject access: everything held about the contact, as a JSON download (admins)."""
     account = staff_of(request, session)
     require_role(account, StaffRole.ADMIN)
@@ -744,7 +890,7 @@ def contact_data(request: Request, contact_id: int, session: DB) -> Response:
 @router.post("/contacts/{contact_id}/erase")
 def contact_erase(
     request: Request,
-    contact_id: int,
+    contact_id: RowId,
     session: DB,
     csrf: CSRF = "",
     confirm: Annotated[str, Form()] = "",

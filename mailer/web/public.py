@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
@@ -23,7 +23,7 @@ from mailer.subscriptions import (
     update_preferences,
 )
 from mailer.transports import TransportError
-from mailer.web.app import context, db, page
+from mailer.web.app import RowId, WebContext, context, db, email_page, page
 
 router = APIRouter()
 DB = Annotated[Session, Depends(db)]
@@ -57,10 +57,16 @@ def signup_form(request: Request) -> Response:
     return page(request, "signup.html", {"values": {}, "error": None})
 
 
+async def _send_quietly(ctx: WebContext, message: notices.Notice, address: str) -> None:
+    with suppress(TransportError):
+        await notices.send_one(ctx.new_transport(), ctx.config, message, [address])
+
+
 @router.post("/signup", response_class=HTMLResponse)
-async def signup(
+def signup(
     request: Request,
     session: DB,
+    background: BackgroundTasks,
     name: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     organisation: Annotated[str, Form()] = "",
@@ -97,9 +103,10 @@ async def signup(
         message = notices.Notices(ctx.config).confirmation(
             result.signup.name, result.signup.email, link
         )
-        # The page must not differ if the relay is down; the sign-up can be tried again.
-        with suppress(TransportError):
-            await notices.send_one(ctx.new_transport(), ctx.config, message, [result.signup.email])
+        # Sent after the page has gone: a new address and a known one answer alike,
+        # however slow the relay. The page must not differ if the relay is down either:
+        # the sign-up can be tried again.
+        background.add_task(_send_quietly, ctx, message, result.signup.email)
     return page(request, "signup_done.html")
 
 
@@ -197,7 +204,7 @@ def _email_page(
     definition = publications.load(ctx.config.lists_dir, issue.publication)
     rendered = issues.rendering(session, issue, ctx.renderer, definition)
     html, _ = rendered.for_reader(name, token)
-    return HTMLResponse(html)
+    return email_page(html)
 
 
 @router.get("/v/{token}", response_class=HTMLResponse)
@@ -233,7 +240,7 @@ def archive(request: Request, session: DB) -> Response:
 
 
 @router.get("/archive/{issue_id}", response_class=HTMLResponse)
-def archive_issue(request: Request, issue_id: int, session: DB) -> Response:
+def archive_issue(request: Request, issue_id: RowId, session: DB) -> Response:
     issue = session.get(Issue, issue_id)
     if issue is None or issue not in _sent_newsletters(session):
         return page(
