@@ -74,6 +74,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/bounces.py
+	$(BIN)/python bench/login.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

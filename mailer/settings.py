@@ -149,14 +149,20 @@ class WebSettings(_Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each entry as uvicorn reads it: an address, or a network in its normal form
+        (10.0.0.1/8 becomes 10.0.0.0/8; uvicorn would never match the former)."""
+        normal = []
         for entry in value:
             try:
-                ipaddress.ip_network(entry, strict=False)
+                if "/" in entry:
+                    normal.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+                else:
+                    normal.append(str(ipaddress.ip_address(entry.strip())))
             except ValueError:
                 raise ValueError(
                     f"{entry!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)"
                 ) from None
-        return value
+        return tuple(normal)
 
     @property
     def https(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cache
@@ -34,6 +35,17 @@ _hasher = (
     if os.environ.get("MAILER_TEST_CHEAP_HASHES") == "1"
     else PasswordHasher()
 )
+
+
+# At most this many argon2 verifications at once (each takes 64 MiB): a flood of logins
+# queues here rather than exhausting memory.
+_verifying = threading.BoundedSemaphore(4)
+
+
+def prepare() -> None:
+    """Make the dummy hash now (a server calls it at start), so the first refused login
+    does the same work as every other."""
+    _dummy()
 
 
 @cache
@@ -293,43 +305,62 @@ def authenticate(
     ``lockout_after`` each further attempt waits longer (:func:`wait_after`), and one that
     comes too soon is refused without its password being checked. Attempts from an
     address the account logged in from before (:func:`sessions.known_client`) do not count
-    against the account, so an outsider's guesses slow the outsider, not the owner.
+    against the account, so an outsider's guesses slow the outsider, not the owner. A
+    success takes back only its own count.
 
-    A wrong password, an unknown or disabled account and an attempt that must wait get
+    A wrong password, an unknown or disabled account and an account that must wait get
     the same refusal after the same work (one argon2 verification, against a dummy hash
-    when there is nothing to check).
+    when there is nothing to check). A client that must wait is refused at once: that
+    depends on its own attempts only, so it tells nothing about any account.
 
     :raises LoginRefused: with one message for every case.
     """
     refused = LoginRefused(
         REFUSED.format(after=settings.lockout_after, minutes=settings.lockout_minutes)
     )
-    address = email.strip().lower()[:320]
+    address = email.strip().lower().replace("\x00", "")[:320]  # NUL: no account has one
     # The first statement writes, so the whole count is one write transaction (SQLite).
-    allowed = _reserve_client(session, client, settings)
+    if not _reserve_client(session, client, settings):
+        # This client must wait: its own history, which says nothing about accounts, so
+        # it is refused at once (no argon2 work to be had by hammering).
+        session.commit()
+        raise refused
     account = session.exec(select(StaffAccount).where(col(StaffAccount.email) == address)).first()
     usable = account is not None and account.disabled_at is None
     known = (
         account is not None and usable and sessions.known_client(session, account.id or 0, client)
     )
+    allowed = True
     if not known:
         # Runs for unknown addresses too (it matches no row): the same work every time.
-        allowed = _reserve_account(session, address, settings) and allowed
+        allowed = _reserve_account(session, address, settings)
     session.commit()
     check = account is not None and usable and allowed and len(password) <= PASSWORD_MAX
     try:
-        _hasher.verify(
-            account.password_hash if check and account is not None else _dummy(),
-            password[:PASSWORD_MAX],
-        )
+        with _verifying:
+            _hasher.verify(
+                account.password_hash if check and account is not None else _dummy(),
+                password[:PASSWORD_MAX],
+            )
     except (VerificationError, InvalidHashError):
         check = False
     if not check or account is None:
         raise refused
-    session.execute(sa.delete(LoginThrottle).where(col(LoginThrottle.ip_hash) == client))
+    # A success takes back its own count (and the wait it set), no one else's: logging in
+    # to one account does not wipe the failures of an address against another.
+    throttles = LoginThrottle.__table__  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(throttles)
+        .where(throttles.c.ip_hash == client)
+        .values(
+            failures=sa.case((throttles.c.failures > 0, throttles.c.failures - 1), else_=0),
+            blocked_until=None,
+        )
+    )
     session.refresh(account)
     if not known:
-        _unlock(account)
+        account.failed_logins = max(account.failed_logins - 1, 0)
+        account.locked_until = None
     if _hasher.check_needs_rehash(account.password_hash):
         account.password_hash = _hasher.hash(password)
     account.last_login_at = clock.now()

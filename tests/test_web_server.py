@@ -111,14 +111,14 @@ def _log_in(site: str, password: str) -> str:
             data={"csrf": csrf.group(1), "email": ADMIN, "password": password, "next": "/staff"},
         )
         assert answer.status_code == 303, answer.text
-        cookie = client.cookies.get("mailer_session")
+        cookie = client.cookies.get("mailer_staff")
         assert cookie
         return cookie
 
 
 def _opens(site: str, cookie: str) -> bool:
     """Whether a copy of the cookie, from another program, opens the console."""
-    answer = httpx.get(f"{site}/staff", headers={"cookie": f"mailer_session={cookie}"})
+    answer = httpx.get(f"{site}/staff", headers={"cookie": f"mailer_staff={cookie}"})
     return answer.status_code == 200
 
 
@@ -223,7 +223,7 @@ def test_a_large_upload_is_streamed_to_disk_not_held_in_memory(
     cookie = _log_in(site, "the-first-password")
     csv = tmp_path / "big.csv"
     csv.write_bytes(b"mail,name\n" + b"someone@example.org,Someone Somebody\n" * 500_000)  # 18 MB
-    with httpx.Client(base_url=site, headers={"cookie": f"mailer_session={cookie}"}) as client:
+    with httpx.Client(base_url=site, headers={"cookie": f"mailer_staff={cookie}"}) as client:
         page = client.get("/staff/contacts/import")
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert csrf

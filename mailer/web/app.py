@@ -17,10 +17,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailer import delivery, messages, sessions, tokens
+from mailer import delivery, messages, sessions, staff, tokens
 from mailer.db import MAX_ID
 from mailer.models import StaffAccount, StaffRole, StaffSession
 from mailer.rendering import Renderer
@@ -89,7 +90,8 @@ def db(request: Request) -> Iterator[Session]:
     yield from context(request).session()
 
 
-SESSION_COOKIE = "mailer_session"  # the staff session's random token, nothing else
+# Not the old signed cookie's name (path /): a browser still holding one would send both.
+SESSION_COOKIE = "mailer_staff"  # the staff session's random token, nothing else
 LOGIN_COOKIE = "mailer_login"  # the login form's CSRF token, before there is a session
 FLASH_COOKIE = "mailer_flash"  # a signed one-line message for the next page
 STAFF = "staff_session"  # request.state: the live session, once staff_of found it
@@ -289,6 +291,7 @@ def create_app(
 
     key = tokens.load_key(config.secrets.secret_key, config.var_dir)
     settings = config.settings
+    staff.prepare()
     limits = guard.Limits.of(settings.web)
     app = FastAPI(
         title="LEP Network mailer",
@@ -324,7 +327,10 @@ def create_app(
     async def _login(request: Request, _: LoginRequired) -> Response:
         if request.cookies.get(SESSION_COOKIE):
             log_out(request)  # an ended session's cookie is of no more use
-        return redirect(f"/staff/login?next={quote(request.url.path)}")
+        # Back to the page asked for after the login (a GET: a form's target is no page).
+        wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        back = wanted if request.method == "GET" else "/staff"
+        return redirect(f"/staff/login?next={quote(back)}")
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
@@ -340,11 +346,10 @@ def create_app(
             target = "/" + path.strip("/")
             query = request.url.query
             return RedirectResponse(target + (f"?{query}" if query else ""), status_code=308)
-        titles = {404: "Not found", 405: "Not allowed", 413: "Too large"}
+        titles = {404: "Not found", 405: "Not allowed"}  # 413: guard.TOO_LARGE
         messages_ = {
             404: "There is no page at this address.",
             405: "This page does not take that kind of request.",
-            413: "What was sent is larger than this page accepts. Nothing was changed.",
         }
         return page(
             request,
@@ -355,6 +360,28 @@ def create_app(
             },
             status=exc.status_code,
         )
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, _: DataError) -> Response:
+        # A value the database refuses (a NUL byte on PostgreSQL, say), wherever it came in.
+        return page(
+            request,
+            "message.html",
+            {
+                "title": "Not understood",
+                "message": "What was sent holds a character that cannot be used here (a NUL "
+                "byte, say). Nothing was changed.",
+            },
+            status=400,
+        )
+
+    @app.exception_handler(Exception)
+    async def _failed(request: Request, exc: Exception) -> Response:
+        # Answered outside the guard (Starlette's error middleware): its headers here too.
+        response = HTMLResponse(guard.FAILED, status_code=500)
+        for name, value in guard.security_headers(request.url.path):
+            response.headers[name.decode()] = value.decode()
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

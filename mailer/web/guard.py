@@ -34,6 +34,15 @@ TOO_LARGE = (
     b"</body></html>"
 )
 
+FAILED = (
+    '<!doctype html><html lang="en-GB"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    '<title>Something went wrong</title><link rel="stylesheet" href="/static/site.css"></head>'
+    '<body><main id="content" class="narrow"><h1>Something went wrong</h1><p>This request '
+    "could not be completed and has been logged. Please try again; if it keeps happening, "
+    'tell the network\'s staff.</p><p><a href="/">Home</a></p></main></body></html>'
+)
+
 # What routes leave in request.state for the response (see app.set_cookie).
 COOKIES = "cookies_out"
 
@@ -88,21 +97,25 @@ class Guard:
         await self.app(scope, receive, sending)
 
 
-def _with_headers(message: Message, path: str, state: dict[str, Any]) -> Message:
-    headers = list(message.get("headers", []))
-    present = {name.lower() for name, _ in headers}
-    extra: list[tuple[bytes, bytes]] = [
+def security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """The headers every response gets (unless it set its own policy or framing)."""
+    headers = [
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"same-origin"),
         (b"cross-origin-opener-policy", b"same-origin"),
+        (b"content-security-policy", SITE_POLICY.encode()),
+        (b"x-frame-options", b"DENY"),
     ]
-    if b"content-security-policy" not in present:
-        extra.append((b"content-security-policy", SITE_POLICY.encode()))
-    if b"x-frame-options" not in present:
-        extra.append((b"x-frame-options", b"DENY"))
-    if not path.startswith("/static/") and b"cache-control" not in present:
+    if not path.startswith("/static/"):
         # Pages name people (preferences, the console); none is worth caching.
-        extra.append((b"cache-control", b"no-store"))
+        headers.append((b"cache-control", b"no-store"))
+    return headers
+
+
+def _with_headers(message: Message, path: str, state: dict[str, Any]) -> Message:
+    headers = list(message.get("headers", []))
+    present = {name.lower() for name, _ in headers}
+    extra = [(name, value) for name, value in security_headers(path) if name not in present]
     for cookie in state.get(COOKIES, ()):
         extra.append((b"set-cookie", cookie.encode("latin-1")))
     return {**message, "headers": headers + extra}

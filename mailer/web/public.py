@@ -57,7 +57,8 @@ def signup_form(request: Request) -> Response:
     return page(request, "signup.html", {"values": {}, "error": None})
 
 
-async def _send_quietly(ctx: WebContext, message: notices.Notice, address: str) -> None:
+async def _confirm_by_email(ctx: WebContext, name: str, address: str, link: str) -> None:
+    message = notices.Notices(ctx.config).confirmation(name, address, link)
     with suppress(TransportError):
         await notices.send_one(ctx.new_transport(), ctx.config, message, [address])
 
@@ -100,13 +101,10 @@ def signup(
     if result.signup is not None and result.signup.id is not None:
         token = confirmation_token(ctx.key, result.signup.id)
         link = f"{ctx.config.settings.web.root}/confirm/{token}"
-        message = notices.Notices(ctx.config).confirmation(
-            result.signup.name, result.signup.email, link
-        )
-        # Sent after the page has gone: a new address and a known one answer alike,
-        # however slow the relay. The page must not differ if the relay is down either:
-        # the sign-up can be tried again.
-        background.add_task(_send_quietly, ctx, message, result.signup.email)
+        # Written and sent after the page has gone: a new address and a known one answer
+        # alike, however slow the relay. The page must not differ if the relay is down
+        # either: the sign-up can be tried again.
+        background.add_task(_confirm_by_email, ctx, result.signup.name, result.signup.email, link)
     return page(request, "signup_done.html")
 
 
