@@ -662,6 +662,25 @@ def reminders_due(session: Session, now: datetime, settings: Settings) -> list[R
     return found
 
 
+def alerts_due(session: Session) -> list[Slot]:
+    """Missed slots whose alert to staff has not gone yet (the relay was down, say): the
+    daemon tries again on every tick until :func:`mark_alerted`."""
+    return list(
+        session.exec(
+            select(Slot)
+            .where(col(Slot.status) == SlotStatus.MISSED, col(Slot.missed_alerted_at).is_(None))
+            .order_by(col(Slot.send_at))
+        )
+    )
+
+
+def mark_alerted(session: Session, slot_id: int, now: datetime) -> None:
+    """Record that staff were told of a missed slot (once per slot). Commits."""
+    slot = get(session, slot_id)
+    slot.missed_alerted_at = slot.missed_alerted_at or now
+    session.commit()
+
+
 def mark_reminded(session: Session, slot_id: int, kind: str, now: datetime) -> None:
     """Record that a reminder went out (a morning reminder covers the deadline one). Commits."""
     slot = get(session, slot_id)

@@ -1,18 +1,18 @@
 """The daemon: APScheduler jobs that send issues at their slots, remind, retry, take bounces.
 
-One daemon leads (a PostgreSQL advisory lock, or a lock file beside a SQLite database);
-others wait and take over when it stops. Jobs live in the project database, so they
-survive restarts; each job only calls domain functions and logs one line per decision.
+One daemon leads (a lease in the database, :mod:`mailer.leadership`); others wait and take
+over when it stops, hangs or is cut off. Faults are waited out, never an exit. Jobs live
+in the project database, so they survive restarts; each job only calls domain functions
+and logs one line per decision.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import imaplib
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, date, timedelta
 from functools import partial
 from typing import TypeVar
@@ -24,7 +24,6 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from mailer import (
@@ -32,7 +31,9 @@ from mailer import (
     calendar,
     clock,
     delivery,
+    leadership,
     messages,
+    outbox,
     privacy,
     sessions,
     subscriptions,
@@ -46,8 +47,44 @@ from mailer.transports import Transport, TransportError, from_config
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-LEADER_KEY = 0x6D61696C  # "mail": with the schema, the advisory lock every daemon tries
-LOCK_FILE = "daemon.lock"
+# Faults a daemon waits out: the database or the relay gone for a while.
+RECOVERABLE: tuple[type[BaseException], ...] = (
+    sa.exc.DBAPIError,
+    sa.exc.TimeoutError,
+    OSError,
+    TransportError,
+)
+_now = leadership._boot_clock
+
+
+class Outage:
+    """Says once that something is failing, and once that it is back: not every retry."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+        self.failures = 0
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failure; returns the seconds to wait before the next try (capped)."""
+        self.failures += 1
+        if self.since is None:
+            self.since = _now()
+            log.error("%s is failing: %s (retrying until it is back)", self.what, _brief(exc))
+        return float(min(60, 2 ** min(self.failures - 1, 6)))
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.info("%s is back after %.0f s", self.what, _now() - self.since)
+        self.since = None
+        self.failures = 0
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
 JOBS_TABLE = "apscheduler_jobs"
 
 _running: Daemon | None = None
@@ -96,7 +133,9 @@ class Daemon:
         self.notices = Notices(config)
         self._draining: asyncio.Task[None] | None = None
         self._sender: delivery.Sender | None = None
-        self._lock_connection: sa.Connection | None = None
+        self.lease: leadership.Lease | None = None
+        self.state = "starting"
+        self._tick_outage = Outage("the calendar's tick")
         self._stop: asyncio.Event | None = None
         self._again = False
         self._stopping = False
@@ -106,120 +145,127 @@ class Daemon:
         self.leading = False
         self.bounce_endpoint: Controller | None = None
 
-    # -- leadership ------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _leadership(self, stop: asyncio.Event, poll: float) -> AsyncIterator[bool]:
-        """Wait until this daemon leads (or ``stop``); hold the lead until the block ends."""
-        said = False
-        if self.engine.dialect.name == "postgresql":
-            # A connection of its own, outside the pool: closing it really ends the session
-            # (and the lock with it), and a pool never hands it to other work.
-            lock_engine = sa.create_engine(self.engine.url, poolclass=NullPool)
-            connection = lock_engine.connect()
-            self._lock_connection = connection
-            try:
-                while not stop.is_set():
-                    # One lock per schema: installations sharing a database do not collide.
-                    held = connection.execute(
-                        sa.text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"),
-                        {"key": LEADER_KEY},
-                    ).scalar()
-                    connection.commit()
-                    if held:
-                        break
-                    if not said:
-                        log.info(
-                            "another daemon is in charge of this database: waiting to take over"
-                        )
-                        said = True
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), poll)
-                yield not stop.is_set()
-            finally:
-                self._lock_connection = None
-                with suppress(sa.exc.DBAPIError):
-                    connection.close()  # the advisory lock goes with the session
-                lock_engine.dispose()
-            return
-        self.config.var_dir.mkdir(parents=True, exist_ok=True)
-        with (self.config.var_dir / LOCK_FILE).open("a+") as handle:
-            while not stop.is_set():
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not said:
-                        log.info(
-                            "another daemon is in charge of this database: waiting to take over"
-                        )
-                        said = True
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), poll)
-            try:
-                yield not stop.is_set()
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     # -- the loop --------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, *, poll: float = 5.0) -> None:
-        """Lead (or wait to), then keep the calendar until ``stop`` is set."""
-        global _running
+        """Follow, lead, and follow again, until ``stop`` is set: a database or relay
+        fault is waited out (capped back-off, logged once per outage), never an exit."""
         self._stop = stop
-        async with self._leadership(stop, poll) as leading:
-            if not leading:
+        holder = outbox.worker_name()
+        seconds = self.config.settings.calendar.leader_lease_seconds
+        outage = Outage("the database")
+        said = False
+        while not stop.is_set():
+            try:
+                lease = await self._db(lambda s: leadership.claim(s, holder, seconds))
+            except RECOVERABLE as exc:
+                await self._pause(stop, outage.failed(exc))
+                continue
+            outage.recovered()
+            if lease is None:
+                self.state = "following"
+                if not said:
+                    log.info("another daemon is in charge of this database: waiting to take over")
+                    said = True
+                await self._pause(stop, min(poll, seconds / 4))
+                continue
+            said = False
+            await self._lead(stop, lease)
+        self.state = "stopped"
+        log.info("daemon stopped")
+
+    @staticmethod
+    async def _pause(stop: asyncio.Event, seconds: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    def acting(self) -> bool:
+        """Whether this daemon may act as the leader now: it holds its lease by its own
+        clock (or it was never run as a daemon: called directly, as tests do)."""
+        return self.lease is None or self.lease.held()
+
+    async def _heartbeat(self, lease: leadership.Lease, lost: asyncio.Event) -> None:
+        """Renew the lead every quarter of the lease; set ``lost`` once another daemon has
+        it or it lapsed by this daemon's own clock (a pause, a cut-off database)."""
+        every = min(15.0, lease.seconds / 4)
+        outage = Outage("the database (renewing the lead)")
+        while not lost.is_set():
+            try:
+                if not await self._db(lambda s: leadership.renew(s, lease)):
+                    log.error("another daemon has taken the lead: no longer leading")
+                    lost.set()
+                    return
+                outage.recovered()
+            except RECOVERABLE as exc:
+                outage.failed(exc)
+            if not lease.held():
+                log.error("the lead lapsed before it could be renewed: no longer leading")
+                lost.set()
                 return
-            self.leading = True
-            log.info("daemon leads: keeping the calendar")
-            scheduler = AsyncIOScheduler(
-                jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOBS_TABLE)},
-                timezone=UTC,
-                job_defaults={
-                    "coalesce": True,
-                    "max_instances": 1,
-                    "misfire_grace_time": int(self.grace.total_seconds()) or 1,
-                },
-            )
+            with suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), max(0.2, min(every, lease.until - _now())))
+
+    async def _lead(self, stop: asyncio.Event, lease: leadership.Lease) -> None:
+        """Keep the calendar while this daemon holds ``lease``; return when ``stop`` is set
+        or the lead is lost (then the caller competes for it again)."""
+        global _running
+        self.lease = lease
+        self.leading = True
+        self.state = "leading"
+        self._stopping = False
+        log.info("daemon leads (term %s): keeping the calendar", lease.term)
+        lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(lease, lost))
+        scheduler = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOBS_TABLE)},
+            timezone=UTC,
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(self.grace.total_seconds()) or 1,
+            },
+        )
+        try:
             self._scheduler = scheduler
             _running = self
             scheduler.start()
+            self._start_bounce_intake(scheduler)
+            await self.tick()
+            await self.drain_outbox()
+            if self.config.settings.bounces.receive == "imap":
+                await self.fetch_bounces()  # logs its own failures
+            for job_id, job in (("tick", tick_job), ("outbox", outbox_job)):
+                scheduler.add_job(
+                    job, "interval", seconds=self.tick_seconds, id=job_id, replace_existing=True
+                )
+            waiting = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
             try:
-                self._start_bounce_intake(scheduler)
-                try:
-                    await self.tick()
-                    await self.drain_outbox()
-                except Exception:
-                    log.exception("the first look at the calendar failed; trying again on the tick")
-                if self.config.settings.bounces.receive == "imap":
-                    await self.fetch_bounces()  # logs its own failures
-                scheduler.add_job(
-                    tick_job,
-                    "interval",
-                    seconds=self.tick_seconds,
-                    id="tick",
-                    replace_existing=True,
-                )
-                scheduler.add_job(
-                    outbox_job,
-                    "interval",
-                    seconds=self.tick_seconds,
-                    id="outbox",
-                    replace_existing=True,
-                )
-                await stop.wait()
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                for task in waiting:
+                    task.cancel()
+        except RECOVERABLE as exc:
+            log.error("the leader's start failed (%s): competing for the lead again", exc)
+        finally:
+            with suppress(Exception):
                 scheduler.shutdown(wait=False)
-                if self.bounce_endpoint is not None:
-                    await asyncio.to_thread(self.bounce_endpoint.stop)
-                    self.bounce_endpoint = None
-                self._stopping = True
-                if self._sender is not None:
-                    self._sender.stop()  # messages in flight finish; the rest stay queued
-                await self.settle()
-                _running = None
-                self.leading = False
-                log.info("daemon stopped")
+            self._scheduler = None
+            if self.bounce_endpoint is not None:
+                await asyncio.to_thread(self.bounce_endpoint.stop)
+                self.bounce_endpoint = None
+            self._stopping = True
+            if self._sender is not None:
+                self._sender.stop()  # messages in flight finish; the rest stay queued
+            await self.settle()
+            lost.set()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            if stop.is_set():
+                with suppress(*RECOVERABLE):
+                    await self._db(lambda s: leadership.release(s, lease))
+            _running = None
+            self.leading = False
+            lease.until = 0.0  # whatever is still in flight must not act as the leader
+            self.state = "following"
 
     async def _db(self, work: Callable[[Session], T]) -> T:
         def run() -> T:
@@ -228,24 +274,27 @@ class Daemon:
 
         return await asyncio.to_thread(run)
 
-    def _still_leading(self) -> bool:
-        """Whether the session holding the leadership lock is still alive."""
-        if self._lock_connection is None:
-            return True
-        try:
-            self._lock_connection.execute(sa.text("SELECT 1"))
-            self._lock_connection.commit()
-        except sa.exc.DBAPIError:
-            return False
-        return True
-
     async def tick(self) -> None:
-        """Plan the year, decide every due slot, send reminders, schedule upcoming slots."""
-        if not await asyncio.to_thread(self._still_leading):
-            log.error("lost the connection that holds the lead: stopping (another daemon leads)")
-            if self._stop is not None:
-                self._stop.set()
+        """Plan the year, decide every due slot, send reminders, schedule upcoming slots.
+        A fault is logged once per outage and noted for `mailer status`; the next tick
+        tries again."""
+        if not self.acting():
             return
+        try:
+            await self._tick()
+            self._tick_outage.recovered()
+            error = None
+        except RECOVERABLE as exc:
+            self._tick_outage.failed(exc)
+            error = f"tick: {exc}"
+        lease = self.lease
+        if lease is not None:
+            with suppress(*RECOVERABLE):
+                await self._db(
+                    lambda s: leadership.note(s, lease, ticked=error is None, error=error)
+                )
+
+    async def _tick(self) -> None:
         now = clock.now()
         settings = self.config.settings
         zone = ZoneInfo(settings.calendar.timezone)
@@ -264,6 +313,11 @@ class Daemon:
         for slot in due:
             assert slot.id is not None
             await self.at_slot(slot.id)
+        for missed in await self._db(calendar.alerts_due):
+            log.info("slot %s: the missed-slot alert had not gone: sending it again", missed.id)
+            await self._alert_missed(
+                missed, "it was missed, and this alert could not be sent at the time"
+            )
         reminders = await self._db(lambda s: calendar.reminders_due(s, now, settings))
         for reminder in reminders:
             if not await self._notify([self.notices.reminder(reminder)], "reminder"):
@@ -373,7 +427,12 @@ class Daemon:
         return not refused
 
     async def at_slot(self, slot_id: int) -> None:
-        """A slot's time has come: send its approved issue, or mark it missed and alert."""
+        """A slot's time has come: send its approved issue, or mark it missed and alert.
+        Only while this daemon holds the lead by its own clock (a leader that wakes from a
+        pause after another took over must not act)."""
+        if not self.acting():
+            log.warning("slot %s: not leading any more: left to the daemon that leads", slot_id)
+            return
         async with self._deciding:  # a slot job and the tick may both reach the same slot
             now = clock.now()
             outcome = await self._db(
@@ -388,12 +447,18 @@ class Daemon:
             await self.drain_outbox()
         elif outcome.decision is Decision.MISSED:
             log.warning("%s: missed: %s; alerting staff", label, outcome.reason)
-            message = self.notices.missed(
-                slot.publication, slot.number, slot.send_at, outcome.reason
-            )
-            await self._notify([message], "missed-slot alert")
+            await self._alert_missed(slot, outcome.reason)
         else:
             log.info("%s: nothing to do: %s", label, outcome.reason)
+
+    async def _alert_missed(self, slot: Slot, reason: str) -> None:
+        """Tell staff of a missed slot; marked only once the relay took it, so a failed
+        alert is sent again by the next tick (one per slot)."""
+        assert slot.id is not None
+        message = self.notices.missed(slot.publication, slot.number, slot.send_at, reason)
+        if await self._notify([message], "missed-slot alert"):
+            slot_id = slot.id
+            await self._db(partial(calendar.mark_alerted, slot_id=slot_id, now=clock.now()))
 
     async def _schedule_slots(self) -> None:
         """One job per upcoming slot, at its send time (moved slots are re-timed)."""
@@ -422,6 +487,8 @@ class Daemon:
     async def drain_outbox(self) -> None:
         """Start sending what is due (issues just dispatched, interrupted sends, deferred
         retries) without waiting for it; a send already running is asked to look again."""
+        # Not only the leader's: every claim is a lease the sender fences itself by, so a
+        # follower (`mailer serve`'s "send now") or a leader waking from a pause is safe.
         if self._draining is not None and not self._draining.done():
             self._again = True
             return

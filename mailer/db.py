@@ -102,6 +102,11 @@ def rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+# How this process's PostgreSQL connections are named (pg_stat_activity): the CLI sets
+# mailer-daemon, mailer-serve, mailer-worker...
+application_name = "mailer"
+
+
 def create_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for ``url``; SQLite gets its folder created and WAL mode switched on."""
     url = normalise_url(url)
@@ -122,7 +127,13 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     # Smaller multi-row INSERT pages: psycopg rewrites each statement's placeholders in
     # Python and caches only short statements, so 1000-row pages cost more than they save.
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True, insertmanyvalues_page_size=100)
+    return sa.create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        insertmanyvalues_page_size=100,
+        connect_args={"application_name": application_name},
+    )
 
 
 @contextmanager

@@ -441,8 +441,25 @@ class Slot(SQLModel, table=True):
     deadline_reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     morning_reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    missed_alerted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+class Leadership(SQLModel, table=True):
+    """Which daemon keeps the calendar: a lease its holder renews, with a term that grows
+    at every change of holder; also what an operator asks (last tick, last error)."""
+
+    __tablename__ = "leadership"
+
+    name: str = Field(max_length=40, primary_key=True)
+    holder: str = Field(default="", max_length=120)
+    term: int = Field(default=0)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    renewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_tick_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_error: str = Field(default="", max_length=500)
+    last_error_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class StaffRole(StrEnum):

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -485,13 +486,18 @@ def release(session: Session, worker: str) -> int:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: believe kill()
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def holders(session: Session) -> set[str]:

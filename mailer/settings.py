@@ -297,6 +297,15 @@ class CalendarSettings(_Section):
             "later, the slot is marked missed and staff are alerted."
         ),
     )
+    leader_lease_seconds: float = Field(
+        60.0,
+        ge=5,
+        le=600,
+        description=(
+            "Seconds a leading daemon's lead lasts without renewal (renewed every quarter of "
+            "it): a hung or cut-off leader is replaced within this time."
+        ),
+    )
     alert_addresses: tuple[str, ...] = Field(
         ("comms@lepnetwork.example",),
         strict=False,
@@ -455,6 +464,39 @@ class ImportSettings(_Section):
     )
 
 
+class OpsSettings(_Section):
+    """What an operator's tools read: health, readiness and metrics."""
+
+    listen: str = Field(
+        "",
+        pattern=r"^$|^[^\s:]+:\d{1,5}$",
+        description=(
+            "HOST:PORT where a bare `mailer daemon` or `mailer worker` answers /healthz, "
+            "/readyz and /metrics (empty: off; `mailer serve` answers them on its own port)."
+        ),
+    )
+    metrics_allow: tuple[str, ...] = Field(
+        ("127.0.0.1", "::1"),
+        strict=False,
+        description="Client addresses (or networks) that may read /metrics.",
+    )
+    tick_stale_seconds: float = Field(
+        180.0,
+        gt=0,
+        description="A leader whose last tick is older than this is not ready (/readyz).",
+    )
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _allowed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
+
 class Settings(_Section):
     """The whole configuration file."""
 
@@ -480,6 +522,7 @@ class Settings(_Section):
     calendar: CalendarSettings = Field(
         default_factory=CalendarSettings, description="The editorial calendar and daemon."
     )
+    ops: OpsSettings = Field(default_factory=OpsSettings, description="Health and metrics.")
     publications: PublicationsSettings = Field(
         default_factory=PublicationsSettings, description="Each publication's rhythm."
     )

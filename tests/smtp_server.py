@@ -155,11 +155,11 @@ def free_port() -> int:
 
 @contextmanager
 def running(
-    handler: RecordingHandler | None = None,
+    handler: RecordingHandler | None = None, port: int | None = None
 ) -> Iterator[tuple[Controller, RecordingHandler]]:
-    """Start a server on 127.0.0.1 and stop it afterwards."""
+    """Start a server on 127.0.0.1 (on ``port``, or a free one) and stop it afterwards."""
     handler = handler or RecordingHandler()
-    controller = _Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller = _Controller(handler, hostname="127.0.0.1", port=port or free_port())
     controller.start()
     try:
         yield controller, handler

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
+from enum import StrEnum
+from typing import Annotated
 
 import typer
-from rich.logging import RichHandler
 
+from mailer import db
 from mailer.cli import (
     audience,
     bounces,
@@ -20,7 +21,8 @@ from mailer.cli import (
     setup,
     web,
 )
-from mailer.cli.state import MailerGroup, State, err
+from mailer.cli.logs import LogFormat, configure
+from mailer.cli.state import MailerGroup, State
 
 app = typer.Typer(
     cls=MailerGroup,
@@ -36,17 +38,29 @@ app = typer.Typer(
 )
 
 
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    log_level: Annotated[
+        LogLevel, typer.Option("--log-level", help="Least important log records shown.")
+    ] = LogLevel.INFO,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option("--log-format", help="text (one line each) or json (one object a line)."),
+    ] = LogFormat.TEXT,
+) -> None:
     ctx.obj = State()
     ctx.call_on_close(ctx.obj.close)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, markup=False)],
-    )
-    for noisy in ("alembic", "apscheduler", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure(log_level.value, log_format)
+    if ctx.invoked_subcommand:
+        db.application_name = f"mailer-{ctx.invoked_subcommand}"  # seen in pg_stat_activity
 
 
 setup.register(app)
@@ -58,6 +72,7 @@ app.add_typer(events.app, name="events")
 sending.register(app, issues.app)
 app.add_typer(calendar.app, name="calendar")
 app.command("daemon")(calendar.daemon_command)
+app.command("status")(calendar.status_command)
 app.command("serve")(web.serve_command)
 app.add_typer(web.staff_app, name="staff")
 app.add_typer(bounces.app, name="bounces")

@@ -6,19 +6,21 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from mailer import calendar, clock
+from mailer import calendar, clock, ops
 from mailer.cli.state import State, console, err, fail, state
-from mailer.daemon import Daemon
+from mailer.daemon import Daemon, Outage
 from mailer.issuefile import parse_slot
 from mailer.models import Publication
 
@@ -186,21 +188,97 @@ def daemon_command(
     An issue that is not approved at its slot is never sent: the slot is marked missed and
     staff are alerted. It also takes bounces in (bounces.receive: the SMTP endpoint or the
     IMAP mailbox) and applies the retention periods daily. Several daemons may run against
-    one PostgreSQL database: one leads, the others wait to take over.
+    one database: one leads (a lease, [calendar] leader_lease_seconds), the others take
+    over when it stops, hangs or is cut off. Faults are waited out; it exits only on a
+    signal. With [ops] listen it answers /healthz, /readyz and /metrics.
 
     Example: mailer daemon
     """
     current = state(ctx)
     daemon = Daemon(current.config, current.engine, tick_seconds=tick)
+    from mailer.web import ops  # here: the web stack is slow to import
+
+    probe = ops.listener(ops.Probe(current.config, current.engine, lambda: daemon.state))
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await daemon.run(stop)
+        serving = asyncio.create_task(probe.serve()) if probe else None
+        try:
+            await daemon.run(stop)
+        finally:
+            if probe is not None and serving is not None:
+                probe.should_exit = True
+                await serving
 
-    with current.session():
-        pass  # the database must be initialised and current
     err.print("Daemon starting (Ctrl-C to stop)")
+    _wait_for_database(current)
     asyncio.run(main())
+
+
+def _wait_for_database(current: State) -> None:
+    """Wait (capped back-off, said once) until the database answers; then it must be
+    initialised and current, else the daemon stops with the fix (configuration errors
+    are not waited out)."""
+    outage = Outage("the database")
+    while True:
+        try:
+            with current.session():
+                pass
+        except sa.exc.OperationalError as exc:
+            try:
+                time.sleep(outage.failed(exc))
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+            continue
+        outage.recovered()
+        return
+
+
+def status_command(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Whether a daemon leads and ticks, the outbox, the next slot, the last error.
+
+    Exits 1 when no daemon leads or its last tick is older than [ops] tick_stale_seconds.
+
+    Example: mailer status --json
+    """
+    current = state(ctx)
+    with current.session() as session:
+        seen = ops.status(session)
+    stale = current.config.settings.ops.tick_stale_seconds
+    healthy = bool(seen.leader) and seen.tick_age_seconds is not None
+    healthy = healthy and (seen.tick_age_seconds or 0) <= stale
+    if as_json:
+        sys.stdout.write(json.dumps({**seen.as_json(), "healthy": healthy}, indent=2) + "\n")
+        raise typer.Exit(0 if healthy else 1)
+    zone = current.config.settings.calendar.zone
+
+    def when(at: datetime | None) -> str:
+        return at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z") if at else "never"
+
+    lead = f"{seen.leader} (term {seen.term}, lease until {when(seen.leader_until)})"
+    console.print(f"Leader:        {escape(lead) if seen.leader else '[bold red]none[/]'}")
+    age = f" ({seen.tick_age_seconds:.0f} s ago)" if seen.tick_age_seconds is not None else ""
+    console.print(f"Last tick:     {when(seen.last_tick_at)}{age}")
+    console.print(
+        f"Outbox:        {seen.open_deliveries:,} open, {seen.deferred_due:,} deferred and due, "
+        f"{seen.in_doubt:,} in doubt"
+    )
+    if seen.next_slot is not None:
+        slot = seen.next_slot
+        ready = "approved" if slot.approved else f"[bold]issue {slot.issue}[/]"
+        console.print(
+            f"Next slot:     {slot.publication} {slot.number} at {when(slot.send_at)} ({ready})"
+        )
+    else:
+        console.print("Next slot:     none planned")
+    if seen.last_error:
+        console.print(f"Last error:    {when(seen.last_error_at)}: {escape(seen.last_error)}")
+    if not healthy:
+        err.print("No daemon is keeping the calendar: start `mailer daemon` or `mailer serve`.")
+        raise typer.Exit(1)

@@ -159,15 +159,29 @@ def worker_command(
 ) -> None:
     """Drain the outbox of every issue that is sending, retrying deferred deliveries when due.
 
-    On PostgreSQL several workers can share the work; on SQLite one runs at a time.
+    On PostgreSQL several workers can share the work; on SQLite one runs at a time. With
+    [ops] listen it answers /healthz, /readyz and /metrics.
 
     Example: mailer worker --once
     """
     current = state(ctx)
     sender = _sender(current)
+    from mailer.web import ops  # here: the web stack is slow to import
+
+    probe = ops.listener(ops.Probe(current.config, current.engine, lambda: None))
+
+    async def work() -> delivery.Tally:
+        serving = asyncio.create_task(probe.serve()) if probe else None
+        try:
+            return await _run(sender, drain=once, poll=poll)
+        finally:
+            if probe is not None and serving is not None:
+                probe.should_exit = True
+                await serving
+
     with delivery.single_sender(current.engine, current.config.var_dir):
         err.print(f"Worker {sender.worker} started (Ctrl-C to stop)")
-        tally = uvloop.run(_run(sender, drain=once, poll=poll))
+        tally = uvloop.run(work())
     console.print(
         f"Worker stopped: {tally.sent:,} sent, {tally.deferred:,} deferred, {tally.failed:,} failed"
     )

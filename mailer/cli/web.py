@@ -60,7 +60,12 @@ def serve_command(
     # Here, not at the top: the web stack is the slowest part of every command's start.
     from mailer.web.app import create_app
 
-    app = create_app(config, current.engine, drain=keeper.drain_outbox if keeper else None)
+    app = create_app(
+        config,
+        current.engine,
+        drain=keeper.drain_outbox if keeper else None,
+        daemon_state=(lambda: keeper.state) if keeper else (lambda: None),
+    )
     host, chosen = web.host, port or web.port
     server = _QuietServer(
         uvicorn.Config(

@@ -285,9 +285,11 @@ def create_app(
     *,
     transport: Callable[[], Transport] | None = None,
     drain: Callable[[], Awaitable[None]] | None = None,
+    daemon_state: Callable[[], str | None] = lambda: None,
 ) -> FastAPI:
-    """The whole site: public pages and the staff console."""
-    from mailer.web import console, public
+    """The whole site: public pages, the staff console, and health, readiness and metrics
+    (``daemon_state``: the state of the daemon this process runs, if any)."""
+    from mailer.web import console, ops, public
 
     key = tokens.load_key(config.secrets.secret_key, config.var_dir)
     settings = config.settings
@@ -321,6 +323,8 @@ def create_app(
     app.include_router(public.router, max_body_size=limits.public)
     app.include_router(console.uploads, max_body_size=limits.upload)  # before {contact_id}
     app.include_router(console.router, max_body_size=limits.console)
+    app.state.probe = ops.Probe(config, engine, daemon_state)
+    app.include_router(ops.router)
     console.install(app)
 
     @app.exception_handler(LoginRequired)
