@@ -20,6 +20,7 @@ from mailer.cli import (
     setup,
     web,
 )
+from mailer.cli.output import settle_wrapping
 from mailer.cli.state import MailerGroup, State, err
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app = typer.Typer(
 def _root(ctx: typer.Context) -> None:
     ctx.obj = State()
     ctx.call_on_close(ctx.obj.close)
+    settle_wrapping()
     logging.basicConfig(
         level=logging.INFO,
         format="%(message)s",
