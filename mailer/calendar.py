@@ -31,6 +31,7 @@ from mailer.models import Issue, IssueStatus, Publication, Slot, SlotStatus
 from mailer.settings import BulletinCadence, NewsletterCadence, Settings
 
 log = logging.getLogger(__name__)
+FIRST_YEAR, LAST_YEAR = 2000, 2100  # the calendar years that can be shown or planned
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -214,6 +215,12 @@ def _check_cap(
         )
 
 
+def check_year(year: int) -> None:
+    """:raises CalendarError: ``year`` is outside FIRST_YEAR..LAST_YEAR."""
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise CalendarError(f"the year {year} is not between {FIRST_YEAR} and {LAST_YEAR}")
+
+
 def ensure_year(session: Session, year: int, settings: Settings) -> int:
     """Plan the year's bulletins from the rhythm, once; returns how many were added."""
     zone = settings.calendar.timezone
@@ -247,7 +254,11 @@ def ensure_year(session: Session, year: int, settings: Settings) -> int:
 
 
 def plan_newsletters(session: Session, year: int, settings: Settings) -> list[Slot]:
-    """Add the monthly default pattern's newsletters to months that have none, up to the cap."""
+    """Add the monthly default pattern's newsletters to months that have none, up to the cap.
+
+    :raises CalendarError: ``year`` is outside FIRST_YEAR..LAST_YEAR.
+    """
+    check_year(year)
     zone = settings.calendar.timezone
     cadence = settings.publications.newsletter
     existing = _slots_in_year(session, Publication.NEWSLETTER, year, zone)
@@ -443,7 +454,11 @@ def _shown_status(slot: Slot, issue: Issue | None) -> str:
 
 
 def year_view(session: Session, year: int, settings: Settings) -> list[SlotView]:
-    """Every slot of ``year`` (bulletins planned on first look), in time order."""
+    """Every slot of ``year`` (bulletins planned on first look), in time order.
+
+    :raises CalendarError: ``year`` is outside FIRST_YEAR..LAST_YEAR.
+    """
+    check_year(year)
     ensure_year(session, year, settings)
     zone = settings.calendar.timezone
     views = []

@@ -167,7 +167,7 @@ def test_a_bounce_and_a_complaint_suppress_then_export_and_erase_leave_nothing(
     assert "again.csv (UTF-8, 1 rows): 0 added, 0 updated, 0 unchanged, 0 skipped, 1 rejected" in (
         imported.output
     )
-    assert "│    2 │ email │" in imported.output
+    assert "\n2\temail\t" in imported.output  # not a terminal: tab-separated rows
     assert "the address is suppressed" in imported.output
     # The send report keeps its totals as anonymous counts.
     assert "168" in run("issue", "report", "1").output

@@ -22,6 +22,7 @@ from mailer.cli import (
     web,
 )
 from mailer.cli.logs import LogFormat, configure
+from mailer.cli.output import settle_wrapping
 from mailer.cli.state import MailerGroup, State
 
 app = typer.Typer(
@@ -58,6 +59,7 @@ def _root(
 ) -> None:
     ctx.obj = State()
     ctx.call_on_close(ctx.obj.close)
+    settle_wrapping()
     configure(log_level.value, log_format)
     if ctx.invoked_subcommand:
         db.application_name = f"mailer-{ctx.invoked_subcommand}"  # seen in pg_stat_activity

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column
 
 from mailer import audiences, publications
-from mailer.cli.state import console, state
+from mailer.cli.output import AsJson, print_document, table
+from mailer.cli.state import err, state
 from mailer.contacts import ROLE_LABELS
 from mailer.models import OrganisationKind, Publication, Role
 
@@ -19,6 +20,7 @@ app = typer.Typer(help="Audiences of the publications.", no_args_is_help=True)
 def show_command(
     ctx: typer.Context,
     publication: Annotated[Publication, typer.Argument(help="bulletin or newsletter.")],
+    as_json: AsJson = False,
 ) -> None:
     """Count the audience of a publication by organisation kind and role.
 
@@ -31,24 +33,25 @@ def show_command(
     definition = publications.load(config.lists_dir, publication)
     with state(ctx).session() as session:
         counts = audiences.breakdown(session, publication, definition.audience)
-    table = Table(title=f"{definition.name} ({publication.value})", title_justify="left")
-    table.add_column("organisation kind / role")
-    table.add_column("contacts", justify="right")
-    by_kind: dict[OrganisationKind, list[audiences.AudienceCount]] = {}
-    for item in counts:
-        by_kind.setdefault(item.organisation_kind, []).append(item)
-    for kind in OrganisationKind:
-        items = by_kind.get(kind)
-        if not items:
-            continue
-        table.add_row(
-            f"[bold]{kind.value.replace('_', ' ')}[/]",
-            f"[bold]{sum(i.contacts for i in items):,}[/]",
-        )
-        for item in sorted(items, key=lambda i: list(Role).index(i.role)):
-            table.add_row(f"  {ROLE_LABELS[item.role].lower()}", f"{item.contacts:,}")
     total = sum(item.contacts for item in counts)
-    table.add_section()
-    table.add_row("[bold]total[/]", f"[bold]{total:,}[/]")
-    console.print(table)
-    console.print(f"{total:,} recipients")
+    if as_json:
+        print_document(
+            {"publication": publication, "name": definition.name, "counts": counts, "total": total}
+        )
+        return
+    kinds, roles = list(OrganisationKind), list(Role)
+    table(
+        ["organisation kind", "role", Column("contacts", justify="right")],
+        (
+            (
+                item.organisation_kind.value.replace("_", " "),
+                ROLE_LABELS[item.role].lower(),
+                f"{item.contacts:,}",
+            )
+            for item in sorted(
+                counts, key=lambda i: (kinds.index(i.organisation_kind), roles.index(i.role))
+            )
+        ),
+        title=f"{definition.name} ({publication.value})",
+    )
+    err.print(f"{total:,} recipients")

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from mailer import bounces, notices, tokens
+from mailer.cli.output import AsJson, pick, print_document, table
 from mailer.cli.state import State, console, err, fail, state
 from mailer.transports import from_config
 
@@ -128,33 +128,50 @@ def fetch_command(ctx: typer.Context) -> None:
     console.print(f"{done} messages read{': ' + detail if detail else ''}")
 
 
+_EVENT_FIELDS = (
+    "id",
+    "created_at",
+    "kind",
+    "contact_id",
+    "delivery_id",
+    "code",
+    "source",
+    "diagnostic",
+)
+
+
 @app.command("list")
 def list_command(
     ctx: typer.Context,
     contact: Annotated[int | None, typer.Option(help="Only this contact's.")] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
+    as_json: AsJson = False,
 ) -> None:
-    """List bounces and complaints, newest first.
+    """List bounces and complaints, newest first (the raw reports: the contact's page).
 
     Example: mailer bounces list --limit 20
     """
     with state(ctx).session() as session:
         events = bounces.listing(session, contact_id=contact, limit=limit)
-    table = Table()
-    for column in ("id", "when (UTC)", "kind", "contact", "code", "via", "diagnostic"):
-        table.add_column(column)
-    for event in events:
-        table.add_row(
-            str(event.id),
-            f"{event.created_at:%Y-%m-%d %H:%M}",
-            event.kind.value,
-            str(event.contact_id or "unknown"),
-            str(event.code or ""),
-            event.source,
-            escape(event.diagnostic),
-        )
-    console.print(table)
-    console.print(f"{len(events)} events")
+    if as_json:
+        print_document({"events": [pick(event, *_EVENT_FIELDS) for event in events]})
+        return
+    table(
+        ("id", "when (UTC)", "kind", "contact", "code", "via", "diagnostic"),
+        (
+            (
+                str(event.id),
+                f"{event.created_at:%Y-%m-%d %H:%M}",
+                event.kind.value,
+                str(event.contact_id or "unknown"),
+                str(event.code or ""),
+                event.source,
+                event.diagnostic,
+            )
+            for event in events
+        ),
+    )
+    err.print(f"{len(events)} events")
 
 
 @app.command("enable")

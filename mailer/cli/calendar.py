@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,9 +14,11 @@ import sqlalchemy as sa
 import typer
 from rich import box
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column
+from rich.text import Text
 
 from mailer import calendar, clock, ops
+from mailer.cli.output import print_document, print_json, table, warn
 from mailer.cli.state import State, console, err, fail, state
 from mailer.daemon import Daemon, Outage
 from mailer.issuefile import parse_slot
@@ -43,10 +43,22 @@ def _local(moment: datetime, zone: str, year: bool = True) -> str:
     return f"{local:%a} {local.day:>2} {local:%b}{shown_year} {local:%H:%M}"
 
 
+_COLUMNS = ("slot", "publication", "goes out", "deadline", "status", "issue")
+_STATUS_COLOURS = {"sent": "green", "approved": "cyan", "missed": "red", "skipped": "dim"}
+
+
 @app.callback()
 def show(
     ctx: typer.Context,
-    year: Annotated[int | None, typer.Option(help="Calendar year (default: this year).")] = None,
+    year: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Calendar year, {calendar.FIRST_YEAR} to {calendar.LAST_YEAR} "
+            "(default: this year).",
+            min=calendar.FIRST_YEAR,
+            max=calendar.LAST_YEAR,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the slots as JSON.")] = False,
     ics: Annotated[
         Path | None, typer.Option(help="Write the year as an iCalendar file for staff.")
@@ -56,6 +68,7 @@ def show(
 
     Bulletins are planned from the rhythm in config.toml the first time a year is shown;
     newsletters are planned by staff (`mailer calendar plan` offers a monthly pattern).
+    Counts against the targets, and warnings, go to stderr.
 
     Example: mailer calendar --year 2027
     """
@@ -64,53 +77,57 @@ def show(
     current = state(ctx)
     settings = current.config.settings
     zone = settings.calendar.timezone
-    chosen = year or clock.now().astimezone(ZoneInfo(zone)).year
+    chosen = year if year is not None else clock.now().astimezone(ZoneInfo(zone)).year
     with current.session() as session:
         views = calendar.year_view(session, chosen, settings)
+    counts = calendar.year_counts(views, settings)
     if as_json:
-        sys.stdout.write(json.dumps([v.as_json() for v in views], indent=2) + "\n")
-        return
-    if ics is not None:
+        print_json([v.as_json() for v in views])
+    elif ics is not None:
         try:
             ics.write_bytes(calendar.to_ics(views, settings.network.domain))
         except OSError as exc:
             fail(f"{ics}: cannot write: {exc.strerror}")
         err.print(f"Wrote {len(views)} slots to {escape(str(ics))}")
-        return
-    table = Table(
-        title=f"Editorial calendar {chosen} ({zone})",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        padding=(0, 1),
-        collapse_padding=True,
-    )
-    for column in ("slot", "publication", "goes out", "deadline", "status", "issue"):
-        table.add_column(column, no_wrap=True)
-    colours = {"sent": "green", "approved": "cyan", "missed": "red", "skipped": "dim"}
-    for view in views:
-        colour = colours.get(view.status, "")
-        status = f"[{colour}]{view.status}[/]" if colour else view.status
-        table.add_row(
-            str(view.id),
-            f"{view.publication.value} {view.number}",
-            _local(view.send_at, zone, year=False),
-            _local(view.deadline_at, zone, year=False),
-            status,
-            str(view.issue_id or "-"),
+    else:
+        table(
+            [Column(name, no_wrap=True) for name in _COLUMNS],
+            (
+                (
+                    str(view.id),
+                    f"{view.publication.value} {view.number}",
+                    _local(view.send_at, zone, year=False),
+                    _local(view.deadline_at, zone, year=False),
+                    Text(view.status, style=_STATUS_COLOURS.get(view.status, "")),
+                    str(view.issue_id or "-"),
+                )
+                for view in views
+            ),
+            title=f"Editorial calendar {chosen} ({zone})",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            padding=(0, 1),
+            collapse_padding=True,
         )
-    console.print(table)
-    for count in calendar.year_counts(views, settings):
-        kind = "cap" if count.is_cap else "target"
-        console.print(f"{count.publication}: {count.planned} of {kind} {count.target}")
+        for count in counts:
+            kind = "cap" if count.is_cap else "target"
+            err.print(f"{count.publication}: {count.planned} of {kind} {count.target}")
+    for count in counts:
         if count.warning:
-            console.print(f"[yellow]warning:[/] {escape(count.warning)}")
+            warn(count.warning)
 
 
 @app.command("plan")
 def plan_command(
     ctx: typer.Context,
-    year: Annotated[int, typer.Option(help="Calendar year.")],
+    year: Annotated[
+        int,
+        typer.Option(
+            help=f"Calendar year, {calendar.FIRST_YEAR} to {calendar.LAST_YEAR}.",
+            min=calendar.FIRST_YEAR,
+            max=calendar.LAST_YEAR,
+        ),
+    ],
 ) -> None:
     """Plan the year's newsletters on the monthly default pattern (months with none yet).
 
@@ -254,7 +271,7 @@ def status_command(
     healthy = bool(seen.leader) and seen.tick_age_seconds is not None
     healthy = healthy and (seen.tick_age_seconds or 0) <= stale
     if as_json:
-        sys.stdout.write(json.dumps({**seen.as_json(), "healthy": healthy}, indent=2) + "\n")
+        print_document({**seen.as_json(), "healthy": healthy})
         raise typer.Exit(0 if healthy else 1)
     zone = current.config.settings.calendar.zone
 

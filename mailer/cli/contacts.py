@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column
 
+from mailer.cli.output import AsJson, print_document, record, table, warn
 from mailer.cli.state import console, err, fail, state
 from mailer.contacts import (
     ContactFieldError,
@@ -66,22 +67,17 @@ def _show(report: ImportReport, limit: int, report_path: Path | None) -> None:
         f"[red]{len(report.rejected):,} rejected[/]"
     )
     for warning in report.warnings:
-        err.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+        warn(warning)
     if report.ignored_columns:
         console.print(f"Ignored columns: {escape(', '.join(report.ignored_columns))}")
     for title, problems in (("Rejected", report.rejected), ("Skipped", report.skipped)):
         if not problems:
             continue
-        table = Table(title=f"{title} rows", title_justify="left")
-        table.add_column("line", justify="right")
-        table.add_column("field")
-        table.add_column("email")
-        table.add_column("reason")
-        for problem in problems[:limit]:
-            table.add_row(
-                str(problem.line), problem.field, escape(problem.email), escape(problem.reason)
-            )
-        console.print(table)
+        table(
+            (Column("line", justify="right"), "field", "email", "reason"),
+            ((str(p.line), p.field, p.email, p.reason) for p in problems[:limit]),
+            title=f"{title} rows",
+        )
         if len(problems) > limit:
             console.print(f"... and {len(problems) - limit:,} more (all of them: --report FILE)")
     if report_path:
@@ -229,6 +225,7 @@ def list_command(
         ),
     ] = False,
     limit: Annotated[int, typer.Option(min=0, help="Rows to show (0: all).")] = 50,
+    as_json: AsJson = False,
 ) -> None:
     """List contacts in a table.
 
@@ -243,30 +240,43 @@ def list_command(
         total = count_contacts(
             session, organisation=org, role=parsed_role, search=search, stated=stated
         )
-        table = Table()
-        for column in ("email", "name", "organisation", "role", "status", "publications"):
-            table.add_column(column)
-        shown = 0
-        for row in iter_contacts(
-            session,
-            organisation=org,
-            role=parsed_role,
-            search=search,
-            stated=stated,
-            limit=limit or None,
-        ):
-            stated_text = f" (stated: {row.stated_organisation})" if row.stated_organisation else ""
-            table.add_row(
-                escape(row.email),
-                escape(row.name),
-                escape(row.organisation + stated_text),
+        rows = list(
+            iter_contacts(
+                session,
+                organisation=org,
+                role=parsed_role,
+                search=search,
+                stated=stated,
+                limit=limit or None,
+            )
+        )
+    if as_json:
+        print_document(
+            {
+                "contacts": [
+                    {**record(row), "consented_at": row.consented_at or None} for row in rows
+                ],
+                "shown": len(rows),
+                "total": total,
+            }
+        )
+        return
+    table(
+        ("email", "name", "organisation", "role", "status", "publications"),
+        (
+            (
+                row.email,
+                row.name,
+                row.organisation
+                + (f" (stated: {row.stated_organisation})" if row.stated_organisation else ""),
                 row.role.value,
                 row.status.value,
                 ", ".join(p.value for p in row.publications) or "-",
             )
-            shown += 1
-    console.print(table)
-    console.print(f"{shown:,} of {total:,} contacts shown")
+            for row in rows
+        ),
+    )
+    err.print(f"{len(rows):,} of {total:,} contacts shown")
 
 
 @app.command("link")

@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from mailer import clock, events
-from mailer.cli.state import console, fail, state
+from mailer.cli.output import AsJson, pick, print_document, table
+from mailer.cli.state import console, err, fail, state
 from mailer.models import EventAudience
 
 app = typer.Typer(help="The events diary.", no_args_is_help=True)
+_EVENT_FIELDS = ("id", "starts_on", "title", "location", "link", "audience")
 
 
 def _date(value: str, option: str) -> date:
@@ -54,6 +55,7 @@ def add_command(
 def list_command(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Include past events.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """List the diary (from today unless --all).
 
@@ -64,20 +66,24 @@ def list_command(
     start = None if all_ else clock.now().astimezone(zone).date()
     with current.session() as session:
         found = events.listing(session, start)
-    table = Table()
-    for column in ("id", "date", "title", "location", "audience", "link"):
-        table.add_column(column)
-    for event in found:
-        table.add_row(
-            str(event.id),
-            event.starts_on.isoformat(),
-            escape(event.title),
-            escape(event.location),
-            event.audience.value,
-            escape(event.link or ""),
-        )
-    console.print(table)
-    console.print(f"{len(found)} events")
+    if as_json:
+        print_document({"events": [pick(event, *_EVENT_FIELDS) for event in found]})
+        return
+    table(
+        ("id", "date", "title", "location", "audience", "link"),
+        (
+            (
+                str(event.id),
+                event.starts_on.isoformat(),
+                event.title,
+                event.location,
+                event.audience.value,
+                event.link or "",
+            )
+            for event in found
+        ),
+    )
+    err.print(f"{len(found)} events")
 
 
 @app.command("import")

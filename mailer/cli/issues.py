@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column
 
 from mailer import editorial, issuefile, issues, lint, messages, proofs, publications, tokens
+from mailer.cli.output import AsJson, pick, print_document, table
 from mailer.cli.state import State, console, err, fail, state, write_out
 from mailer.contacts import ContactFieldError, normalise_email
 from mailer.models import Issue, IssueStatus, Publication
@@ -143,11 +144,33 @@ def export_command(
         err.print(f"Wrote issue {issue_id} to {escape(str(file))}")
 
 
+ISSUE_FIELDS = (
+    "id",
+    "publication",
+    "number",
+    "status",
+    "subject",
+    "preheader",
+    "slot_at",
+    "last_edited_by",
+    "approved_by",
+    "approved_at",
+    "send_started_at",
+    "send_finished_at",
+)
+
+
+def issue_json(issue: Issue) -> dict[str, object]:
+    """An issue's own fields as every JSON document shows them."""
+    return pick(issue, *ISSUE_FIELDS)
+
+
 @app.command("list")
 def list_command(
     ctx: typer.Context,
     publication: Annotated[Publication | None, typer.Option(help="Only this publication.")] = None,
     status: Annotated[IssueStatus | None, typer.Option(help="Only this status.")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """List issues, newest slot first.
 
@@ -157,26 +180,34 @@ def list_command(
     zone = current.config.settings.calendar.zone
     with current.session() as session:
         found = issues.listing(session, publication, status)
-    table = Table()
-    for column in ("id", "publication", "number", "slot", "status"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("subject")
-    for issue in found:
-        table.add_row(
-            str(issue.id),
-            issue.publication.value,
-            issue.number,
-            issues.slot_label(issue.slot_at, zone),
-            issue.status.value,
-            escape(issue.subject),
-        )
-    console.print(table)
-    console.print(f"{len(found)} issues")
+    if as_json:
+        print_document({"issues": [issue_json(issue) for issue in found]})
+        return
+    table(
+        [
+            *(Column(c, no_wrap=True) for c in ("id", "publication", "number", "slot", "status")),
+            "subject",
+        ],
+        (
+            (
+                str(issue.id),
+                issue.publication.value,
+                issue.number,
+                issues.slot_label(issue.slot_at, zone),
+                issue.status.value,
+                issue.subject,
+            )
+            for issue in found
+        ),
+    )
+    err.print(f"{len(found)} issues")
 
 
 @app.command("show")
 def show_command(
-    ctx: typer.Context, issue_id: Annotated[int, typer.Argument(help="Issue id.")]
+    ctx: typer.Context,
+    issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    as_json: AsJson = False,
 ) -> None:
     """Show an issue: its details, sections and items, and lint results.
 
@@ -188,14 +219,31 @@ def show_command(
     with current.session() as session:
         doc = issues.document(session, issue)
         content = issues.content(session, issue, zone)
+    rendered, _ = _rendered(current, issue)
+    findings = lint.lint(content, rendered)
+    blocking = len(lint.errors(findings))
+    if as_json:
+        print_document(
+            {
+                "issue": issue_json(issue),
+                "sections": doc.sections,
+                "sponsor": doc.sponsor,
+                "events": content.events,
+                "lint": {
+                    "errors": blocking,
+                    "warnings": len(findings) - blocking,
+                    "findings": findings,
+                },
+            }
+        )
+        return
     console.print(f"[bold]{issue.publication} {issue.number}[/] (issue {issue.id}, {issue.status})")
     console.print(f"Subject:   {escape(issue.subject)}")
     console.print(f"Preheader: {escape(issue.preheader) or '-'}")
     console.print(f"Slot:      {issues.slot_label(issue.slot_at, zone)}")
     if issue.approved_at:
-        console.print(
-            f"Approved:  {issue.approved_at:%Y-%m-%d %H:%M} UTC by {issue.approved_by or '-'}"
-        )
+        by = escape(issue.approved_by or "-")
+        console.print(f"Approved:  {issue.approved_at:%Y-%m-%d %H:%M} UTC by {by}")
     for section in doc.sections:
         console.print(f"\n[bold]## {escape(section.heading)}[/]")
         for item in section.items:
@@ -205,9 +253,6 @@ def show_command(
     if doc.sponsor:
         console.print(f"\nSponsor: {escape(doc.sponsor.name)}")
     console.print(f"\nEvents in the diary for this issue: {len(content.events)}")
-    rendered, _ = _rendered(current, issue)
-    findings = lint.lint(content, rendered)
-    blocking = len(lint.errors(findings))
     console.print(f"Lint: {blocking} errors, {len(findings) - blocking} warnings")
 
 

@@ -6,10 +6,11 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column
 
 from mailer import organisations
-from mailer.cli.state import console, fail, state
+from mailer.cli.output import AsJson, pick, print_document, table
+from mailer.cli.state import console, err, fail, state
 from mailer.models import OrganisationKind
 
 app = typer.Typer(
@@ -17,6 +18,8 @@ app = typer.Typer(
 )
 
 EXTERNAL_KINDS = [k.value for k in OrganisationKind if k is not OrganisationKind.LEP]
+_COLUMNS = ("name", "short name", "kind", "board group")
+_FIELDS = ("id", "name", "short_name", "kind", "board_group", "website", "domains")
 
 
 @app.command("list")
@@ -25,6 +28,7 @@ def list_command(
     kind: Annotated[
         OrganisationKind | None, typer.Option(help="Only organisations of this kind.")
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """List organisations with their number of contacts.
 
@@ -32,21 +36,30 @@ def list_command(
     """
     with state(ctx).session() as session:
         found = organisations.summaries(session, kind)
-    table = Table()
-    for column in ("name", "short name", "kind", "board group", "contacts"):
-        table.add_column(column, justify="right" if column == "contacts" else "left")
-    for summary in found:
-        org = summary.organisation
-        table.add_row(
-            escape(org.name),
-            escape(org.short_name or ""),
-            org.kind.value,
-            escape(org.board_group or ""),
-            f"{summary.contacts:,}",
+    if as_json:
+        print_document(
+            {
+                "organisations": [
+                    {**pick(s.organisation, *_FIELDS), "contacts": s.contacts} for s in found
+                ]
+            }
         )
-    console.print(table)
+        return
+    table(
+        [*_COLUMNS, Column("contacts", justify="right")],
+        (
+            (
+                s.organisation.name,
+                s.organisation.short_name or "",
+                s.organisation.kind.value,
+                s.organisation.board_group or "",
+                f"{s.contacts:,}",
+            )
+            for s in found
+        ),
+    )
     leps = sum(1 for s in found if s.organisation.kind is OrganisationKind.LEP)
-    console.print(f"{len(found)} organisations ({leps} LEPs)")
+    err.print(f"{len(found)} organisations ({leps} LEPs)")
 
 
 @app.command("add")

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from mailer import audit, bounces, privacy
+from mailer.cli.output import AsJson, pick, print_document, table
 from mailer.cli.state import console, err, fail, state, write_out
 
 subject_app = typer.Typer(
@@ -74,6 +74,9 @@ def erase_command(
     console.print("The address stays suppressed (as a hash): it will not be imported or mailed.")
 
 
+_ENTRY_FIELDS = ("id", "at", "actor", "action", "target", "detail")
+
+
 def audit_command(
     ctx: typer.Context,
     actor: Annotated[str | None, typer.Option(help="Only this actor (exactly).")] = None,
@@ -81,7 +84,8 @@ def audit_command(
         str | None, typer.Option(help="Only this action, e.g. issue:approve.")
     ] = None,
     target: Annotated[str | None, typer.Option(help="Only this target, e.g. 'contact 42'.")] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 100,
+    as_json: AsJson = False,
 ) -> None:
     """Read the audit log: who did what to issues, lists and accounts, and when.
 
@@ -92,19 +96,14 @@ def audit_command(
     """
     with state(ctx).session() as session:
         entries = audit.listing(session, actor=actor, action=action, target=target, limit=limit)
-    table = Table()
-    for column in ("when (UTC)", "who", "action", "on", "detail"):
-        table.add_column(column)
-    for entry in entries:
-        table.add_row(
-            f"{entry.at:%Y-%m-%d %H:%M:%S}",
-            escape(entry.actor),
-            entry.action,
-            escape(entry.target),
-            escape(entry.detail),
-        )
-    console.print(table)
-    console.print(f"{len(entries)} entries")
+    if as_json:
+        print_document({"entries": [pick(entry, *_ENTRY_FIELDS) for entry in entries]})
+        return
+    table(
+        ("when (UTC)", "who", "action", "on", "detail"),
+        ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.target, e.detail) for e in entries),
+    )
+    err.print(f"{len(entries)} entries")
 
 
 def retention_command(ctx: typer.Context) -> None:

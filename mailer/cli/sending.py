@@ -18,9 +18,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column
 
 from mailer import audiences, delivery, issues, messages, outbox, publications, tokens
+from mailer.cli.issues import issue_json
+from mailer.cli.output import AsJson, print_document, table
 from mailer.cli.state import State, console, err, fail, state
 from mailer.models import DeliveryStatus, IssueStatus
 from mailer.transports import from_config
@@ -188,7 +190,9 @@ def worker_command(
 
 
 def report_command(
-    ctx: typer.Context, issue_id: Annotated[int, typer.Argument(help="Issue id.")]
+    ctx: typer.Context,
+    issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    as_json: AsJson = False,
 ) -> None:
     """Show a send's figures: deliveries per status, in doubt, duration, rate, failures.
 
@@ -197,16 +201,36 @@ def report_command(
     with state(ctx).session() as session:
         issue = issues.get(session, issue_id)
         report = outbox.report(session, issue_id)
+    counts = {status: report.counts.get(status, 0) for status in DeliveryStatus}
+    if as_json:
+        print_document(
+            {
+                "issue": issue_json(issue),
+                "counts": counts,
+                "total": report.total,
+                "in_doubt": report.in_doubt,
+                "started_at": report.started_at,
+                "finished_at": report.finished_at,
+                "duration_seconds": report.duration,
+                "messages_per_second": report.rate,
+                "reply_classes": report.reply_classes,
+                "failures": [
+                    {"email": email, "code": code, "reply": reply}
+                    for email, code, reply in report.failures
+                ],
+            }
+        )
+        return
     console.print(f"[bold]{issue.publication} {issue.number}[/] (issue {issue_id}, {issue.status})")
-    table = Table()
-    table.add_column("status")
-    table.add_column("deliveries", justify="right")
-    for status in DeliveryStatus:
-        table.add_row(status.value, f"{report.counts.get(status, 0):,}")
-    table.add_section()
-    table.add_row("total", f"{report.total:,}")
-    table.add_row("in doubt", f"{report.in_doubt:,}")
-    console.print(table)
+    table(
+        ("status", Column("deliveries", justify="right")),
+        [
+            *((status.value, f"{n:,}") for status, n in counts.items()),
+            None,
+            ("total", f"{report.total:,}"),
+            ("in doubt", f"{report.in_doubt:,}"),
+        ],
+    )
     console.print(f"In doubt: {outbox.IN_DOUBT}.")
     if report.duration is not None:
         rate = f", {report.rate:,.1f} messages/s" if report.rate else ""

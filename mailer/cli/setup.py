@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
-from rich.table import Table
 
 from mailer import db, organisations, publications, settings
 from mailer.cli.contacts import import_file
+from mailer.cli.output import AsJson, print_document, table
 from mailer.cli.state import console, err, state
 from mailer.demo import load_content
 
@@ -70,16 +71,17 @@ def init(
             console.print(f"Demo staff login: {email} / {password}")
 
 
-def config_show(ctx: typer.Context) -> None:
-    """Show every setting in effect, with its help text, and which secrets are set.
+# Secrets are never shown: only whether each is set (its name in JSON, its label on screen).
+_SECRETS = (
+    ("secret_key", settings.SECRET_KEY_ENV),
+    ("smtp_password", settings.SMTP_PASSWORD_ENV),
+    ("imap_password", settings.IMAP_PASSWORD_ENV),
+    ("dkim_private_key", "DKIM private key"),
+)
 
-    Example: MAILER_CONFIG=/etc/mailer/config.toml mailer config
-    """
-    config = state(ctx).config
-    table = Table(title=f"Settings from {config.path}")
-    table.add_column("key")
-    table.add_column("value")
-    table.add_column("meaning")
+
+def _settings_in_effect(config: settings.Config) -> Iterator[tuple[str, object, str]]:
+    """Every documented setting: (section.key, value in effect, meaning)."""
     dumped: Any = config.settings.model_dump(by_alias=True)
     for section, key, help_text in settings.documented_keys():
         value: Any = dumped
@@ -87,14 +89,35 @@ def config_show(ctx: typer.Context) -> None:
             value = value[part]
         if (section, key) == ("database", "url"):
             value = sa.make_url(config.database_url).render_as_string()
-        table.add_row(f"{section}.{key}", str(value), help_text)
-    console.print(table)
-    for name, value in (
-        (settings.SECRET_KEY_ENV, config.secrets.secret_key),
-        (settings.SMTP_PASSWORD_ENV, config.secrets.smtp_password),
-        ("DKIM private key", config.secrets.dkim_private_key),
-    ):
-        console.print(f"{name}: {'set' if value else 'not set'}")
+        yield f"{section}.{key}", value, help_text
+
+
+def config_show(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Show every setting in effect, with its help text, and which secrets are set.
+
+    Secrets are never shown, only whether each is set (on stderr, after the table).
+
+    Example: MAILER_CONFIG=/etc/mailer/config.toml mailer config
+    """
+    config = state(ctx).config
+    found = list(_settings_in_effect(config))
+    secrets = {name: bool(getattr(config.secrets, name)) for name, _ in _SECRETS}
+    if as_json:
+        print_document(
+            {
+                "path": config.path,
+                "settings": {key: value for key, value, _ in found},
+                "secrets_set": secrets,
+            }
+        )
+        return
+    table(
+        ("key", "value", "meaning"),
+        ((key, str(value), meaning) for key, value, meaning in found),
+        title=f"Settings from {config.path}",
+    )
+    for name, label in _SECRETS:
+        err.print(f"{label}: {'set' if secrets[name] else 'not set'}")
 
 
 @db_app.command("upgrade")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -13,10 +12,10 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.markup import escape
-from rich.table import Table
 from sqlmodel import Session
 
 from mailer import sessions, staff
+from mailer.cli.output import print_json, table
 from mailer.cli.state import console, err, fail, state
 from mailer.daemon import Daemon
 from mailer.models import StaffRole
@@ -268,30 +267,32 @@ def staff_sessions(
     with current.session() as session:
         rows = sessions.live(session, web)
     if as_json:
-        data = [
-            {
-                "id": row.id,
-                "email": email,
-                "created_at": row.created_at.isoformat(),
-                "last_seen_at": row.last_seen_at.isoformat(),
-                "user_agent": row.user_agent,
-            }
-            for row, email in rows
-        ]
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        return
-    table = Table()
-    for column in ("id", "email", "since", "last seen", "browser"):
-        table.add_column(column)
-    for row, email in rows:
-        table.add_row(
-            str(row.id),
-            escape(email),
-            f"{row.created_at:%Y-%m-%d %H:%M}",
-            f"{row.last_seen_at:%Y-%m-%d %H:%M}",
-            escape(row.user_agent[:60]),
+        print_json(
+            [
+                {
+                    "id": row.id,
+                    "email": email,
+                    "created_at": row.created_at,
+                    "last_seen_at": row.last_seen_at,
+                    "user_agent": row.user_agent,
+                }
+                for row, email in rows
+            ]
         )
-    console.print(table)
+        return
+    table(
+        ("id", "email", "since", "last seen", "browser"),
+        (
+            (
+                str(row.id),
+                email,
+                f"{row.created_at:%Y-%m-%d %H:%M}",
+                f"{row.last_seen_at:%Y-%m-%d %H:%M}",
+                row.user_agent[:60],
+            )
+            for row, email in rows
+        ),
+    )
     err.print(f"{len(rows)} live session(s) (times in UTC)")
 
 
@@ -307,30 +308,32 @@ def staff_list(
     with state(ctx).session() as session:
         accounts = staff.listing(session)
     if as_json:
-        data = [
-            {
-                "email": a.email,
-                "role": a.role.value,
-                "disabled": a.disabled_at is not None,
-                "last_login_at": a.last_login_at.isoformat() if a.last_login_at else None,
-                "waits_until": a.locked_until.isoformat() if a.locked_until else None,
-            }
-            for a in accounts
-        ]
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        return
-    table = Table()
-    for column in ("email", "role", "last login", "next login not before", "disabled"):
-        table.add_column(column)
-    for account in accounts:
-        table.add_row(
-            escape(account.email),
-            account.role.value,
-            f"{account.last_login_at:%Y-%m-%d %H:%M}" if account.last_login_at else "-",
-            f"{account.locked_until:%Y-%m-%d %H:%M}" if account.locked_until else "-",
-            f"{account.disabled_at:%Y-%m-%d}" if account.disabled_at else "-",
+        print_json(
+            [
+                {
+                    "email": a.email,
+                    "role": a.role,
+                    "disabled": a.disabled_at is not None,
+                    "last_login_at": a.last_login_at,
+                    "waits_until": a.locked_until,
+                }
+                for a in accounts
+            ]
         )
-    console.print(table)
+        return
+    table(
+        ("email", "role", "last login", "next login not before", "disabled"),
+        (
+            (
+                a.email,
+                a.role.value,
+                f"{a.last_login_at:%Y-%m-%d %H:%M}" if a.last_login_at else "-",
+                f"{a.locked_until:%Y-%m-%d %H:%M}" if a.locked_until else "-",
+                f"{a.disabled_at:%Y-%m-%d}" if a.disabled_at else "-",
+            )
+            for a in accounts
+        ),
+    )
 
 
 def ensure_demo_staff(ctx: typer.Context) -> list[tuple[str, str]]:
