@@ -1,19 +1,27 @@
-"""Database connections, sessions and the schema's life (create, stamp, migrate).
+"""Database connections, sessions and the schema's life (create, stamp, migrate, back up).
 
 A fresh database is created from the models and stamped at the newest
 migration; an existing one is upgraded by Alembic (GNU Mailman's model).
+A SQLite database is backed up with SQLite's online backup API; PostgreSQL by pg_dump.
 
 Errors::
 
     SchemaError             the database holds tables this version cannot manage
     DatabaseLocationError   the folder of a SQLite database cannot be created
     MigrationError          a migration command cannot run (unknown revision, no checkout)
+    BackupError             a backup cannot be made (no database, the target exists)
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
+import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +57,10 @@ class DatabaseLocationError(Exception):
 
 class MigrationError(Exception):
     """A migration command cannot run: the revision is unknown, or there is no checkout."""
+
+
+class BackupError(Exception):
+    """A backup cannot be made: there is no database, or the target is in the way."""
 
 
 def normalise_url(url: str) -> str:
@@ -279,3 +291,104 @@ def autogenerate(engine: Engine, message: str, *, folder: Path = MIGRATIONS) -> 
             command.revision(config, message=message, autogenerate=True)
     except CommandError as exc:
         raise MigrationError(f"cannot write a migration: {exc}") from exc
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another database (or one in memory)."""
+    parsed = sa.make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def pg_dump_command(url: str, target: Path) -> str:
+    """The pg_dump command line that backs the PostgreSQL database at ``url`` up to
+    ``target`` (custom format, for pg_restore); the password is left out of it."""
+    parsed = sa.make_url(url)
+    libpq = sa.URL.create(
+        "postgresql",
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    )
+    uri = libpq.render_as_string(hide_password=False)
+    return f"pg_dump --format=custom --file={shlex.quote(str(target))} {shlex.quote(uri)}"
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A backup written: where, how many tables, how large."""
+
+    path: Path
+    tables: int
+    size: int
+
+
+def backup_sqlite(url: str, target: Path, *, force: bool = False) -> Backup:
+    """Copy the SQLite database at ``url`` to ``target`` with SQLite's online backup API.
+
+    The copy is one consistent snapshot (a single read transaction: in WAL mode writers
+    go on meanwhile, and their uncommitted work is not in it), checked with
+    ``PRAGMA integrity_check``, in rollback-journal mode (one self-contained file), only
+    readable by its owner (it holds personal data). It is written beside ``target`` and
+    moved there at the end, so ``target`` is never a partial copy.
+
+    :raises BackupError: ``url`` is not a SQLite file that exists; ``target`` exists
+        (without ``force``), is the database itself, or cannot be written; SQLite fails.
+    """
+    source = sqlite_file(url)
+    if source is None:
+        raise BackupError(f"{url} is not a SQLite database file")
+    if not source.is_file():
+        raise BackupError(f"no SQLite database at {source}")
+    if target.is_dir():
+        raise BackupError(f"{target} is a folder: name the backup file, e.g. {target}/mailer.db")
+    if target.exists():
+        if target.resolve() == source.resolve():
+            raise BackupError(f"{target} is the database itself")
+        if not force:
+            raise BackupError(f"{target} exists: give --force to replace it")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise BackupError(f"{target}: cannot write: {exc.strerror or exc}") from exc
+    try:
+        reader = sqlite3.connect(
+            f"file:{urllib.parse.quote(str(source))}?mode=ro", uri=True, timeout=30
+        )
+        try:
+            copy = sqlite3.connect(partial)
+            try:
+                reader.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")
+                (verdict,) = copy.execute("PRAGMA integrity_check").fetchone()
+                if verdict != "ok":
+                    raise BackupError(f"the copy of {source} is damaged: {verdict}")
+                (tables,) = copy.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                ).fetchone()
+            finally:
+                copy.close()
+        finally:
+            reader.close()
+        with partial.open("rb") as handle:
+            os.fsync(handle.fileno())
+        if force:
+            os.replace(partial, target)
+        else:
+            try:
+                os.link(partial, target)  # never replaces a file made meanwhile
+            except FileExistsError:
+                raise BackupError(f"{target} exists: give --force to replace it") from None
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot back up {source}: {exc}") from exc
+    except OSError as exc:
+        raise BackupError(f"{target}: cannot write: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    return Backup(target, int(tables), target.stat().st_size)

@@ -13,6 +13,7 @@ from mailer.cli import (
     bounces,
     calendar,
     contacts,
+    doctor,
     events,
     issues,
     orgs,
@@ -81,6 +82,7 @@ app.add_typer(bounces.app, name="bounces")
 app.add_typer(privacy.subject_app, name="subject")
 app.command("audit")(privacy.audit_command)
 app.command("retention")(privacy.retention_command)
+app.command("doctor")(doctor.doctor_command)
 
 
 def main() -> None:

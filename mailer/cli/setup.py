@@ -1,17 +1,20 @@
-"""``mailer init``, ``mailer db …`` and ``mailer config``: setting up and inspecting."""
+"""``mailer init``, ``mailer db …``, ``mailer backup`` and ``mailer config``: setting up,
+inspecting and keeping the database."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
+from rich.markup import escape
 
 from mailer import db, organisations, publications, settings
 from mailer.cli.contacts import import_file
 from mailer.cli.output import AsJson, print_document, table
-from mailer.cli.state import console, err, state
+from mailer.cli.state import console, err, fail, state
 from mailer.demo import load_content
 
 DEMO_CONTACTS = "demo_contacts.csv"
@@ -163,8 +166,40 @@ def db_revision(
     db.autogenerate(state(ctx).engine, message)
 
 
+def backup(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The backup file to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
+) -> None:
+    """Write a consistent copy of the SQLite database to PATH, even while mailer runs.
+
+    Uses SQLite's online backup API: one snapshot, taken while the site, the daemon and
+    senders go on; checked, and readable only by its owner (it holds personal data). On
+    PostgreSQL it prints the pg_dump command to use instead and exits with status 1.
+    Restore: stop the services, put the copy in place of the database file (remove its
+    -wal and -shm files), start them.
+
+    Example: mailer backup /var/backups/mailer/mailer-2027-03-04.db
+    """
+    url = state(ctx).config.database_url
+    shown = sa.make_url(url).render_as_string()
+    if db.sqlite_file(url) is None:
+        fail(
+            f"{shown} is not a SQLite file: back a PostgreSQL database up with pg_dump "
+            f"instead:\n  {db.pg_dump_command(url, path)}\n(the password comes from "
+            "~/.pgpass or PGPASSWORD; restore with pg_restore, see docs/deploy.md)",
+            code=1,
+        )
+    made = db.backup_sqlite(url, path, force=force)
+    console.print(
+        f"Backed up {escape(shown)} to {escape(str(made.path))}: {made.tables} tables, "
+        f"{made.size / 1_000_000:,.1f} MB (it holds personal data: keep it safe)"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the root app."""
     app.command("init")(init)
     app.command("config")(config_show)
+    app.command("backup")(backup)
     app.add_typer(db_app, name="db")

@@ -44,6 +44,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     db.SchemaError,
     db.DatabaseLocationError,
     db.MigrationError,
+    db.BackupError,
     PublicationError,
     OrganisationError,
     ImportFileError,
