@@ -2,8 +2,9 @@
 
 One daemon leads (a lease in the database, :mod:`mailer.leadership`); others wait and take
 over when it stops, hangs or is cut off. Faults are waited out, never an exit. Jobs live
-in the project database, so they survive restarts; each job only calls domain functions
-and logs one line per decision.
+in memory, one scheduler per lead, derived at every tick from the slots table (which is
+what survives restarts); each job only calls domain functions and logs one line per
+decision.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -85,8 +85,6 @@ def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-JOBS_TABLE = "apscheduler_jobs"
-
 _running: Daemon | None = None
 
 
@@ -106,11 +104,15 @@ async def tick_job() -> None:
 
 
 async def outbox_job() -> None:
-    await _current().drain_outbox()
+    daemon = _current()
+    if daemon.acting():
+        await daemon.drain_outbox()
 
 
 async def bounce_fetch_job() -> None:
-    await _current().fetch_bounces()
+    daemon = _current()
+    if daemon.acting():
+        await daemon.fetch_bounces()
 
 
 class Daemon:
@@ -140,6 +142,7 @@ class Daemon:
         self._again = False
         self._stopping = False
         self._deciding = asyncio.Lock()
+        self._alerting = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
         self._housekept_on: date | None = None
         self.leading = False
@@ -148,8 +151,8 @@ class Daemon:
     # -- the loop --------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, *, poll: float = 5.0) -> None:
-        """Follow, lead, and follow again, until ``stop`` is set: a database or relay
-        fault is waited out (capped back-off, logged once per outage), never an exit."""
+        """Follow, lead, and follow again, until ``stop`` is set: a fault is waited out
+        (capped back-off, logged once per outage), never an exit."""
         self._stop = stop
         holder = outbox.worker_name()
         seconds = self.config.settings.calendar.leader_lease_seconds
@@ -158,7 +161,7 @@ class Daemon:
         while not stop.is_set():
             try:
                 lease = await self._db(lambda s: leadership.claim(s, holder, seconds))
-            except RECOVERABLE as exc:
+            except Exception as exc:
                 await self._pause(stop, outage.failed(exc))
                 continue
             outage.recovered()
@@ -170,7 +173,13 @@ class Daemon:
                 await self._pause(stop, min(poll, seconds / 4))
                 continue
             said = False
-            await self._lead(stop, lease)
+            started = _now()
+            try:
+                await self._lead(stop, lease)
+            except Exception:
+                log.exception("leading failed: competing for the lead again")
+            if not stop.is_set() and _now() - started < seconds / 4:
+                await self._pause(stop, outage.failed(RuntimeError("the lead ended at once")))
         self.state = "stopped"
         log.info("daemon stopped")
 
@@ -185,29 +194,39 @@ class Daemon:
         return self.lease is None or self.lease.held()
 
     async def _heartbeat(self, lease: leadership.Lease, lost: asyncio.Event) -> None:
-        """Renew the lead every quarter of the lease; set ``lost`` once another daemon has
-        it or it lapsed by this daemon's own clock (a pause, a cut-off database)."""
+        """Renew the lead every quarter of the lease; set ``lost`` (and stop acting at
+        once) when another daemon has it or it lapsed by this daemon's own clock (a
+        pause, a cut-off or hung database). Whatever happens, ``lost`` is set on exit."""
         every = min(15.0, lease.seconds / 4)
         outage = Outage("the database (renewing the lead)")
-        while not lost.is_set():
-            try:
-                if not await self._db(lambda s: leadership.renew(s, lease)):
-                    log.error("another daemon has taken the lead: no longer leading")
-                    lost.set()
+        try:
+            while not lost.is_set():
+                try:
+                    renewed = await asyncio.wait_for(
+                        self._db(lambda s: leadership.renew(s, lease)), timeout=every
+                    )
+                    if not renewed:
+                        log.error("another daemon has taken the lead: no longer leading")
+                        return
+                    outage.recovered()
+                except Exception as exc:
+                    outage.failed(exc)
+                if not lease.held():
+                    log.error("the lead lapsed before it could be renewed: no longer leading")
                     return
-                outage.recovered()
-            except RECOVERABLE as exc:
-                outage.failed(exc)
-            if not lease.held():
-                log.error("the lead lapsed before it could be renewed: no longer leading")
-                lost.set()
-                return
-            with suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), max(0.2, min(every, lease.until - _now())))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), max(0.2, min(every, lease.until - _now())))
+        finally:
+            lease.until = 0.0  # nothing in flight may act as the leader any more
+            lost.set()
 
     async def _lead(self, stop: asyncio.Event, lease: leadership.Lease) -> None:
         """Keep the calendar while this daemon holds ``lease``; return when ``stop`` is set
-        or the lead is lost (then the caller competes for it again)."""
+        or the lead is lost (then the caller competes for it again).
+
+        Jobs are kept in memory, one scheduler per lead: they are derived from the slots
+        table at every tick, so nothing of a former leader's schedule can fire here, and
+        a leader woken from a pause cannot touch this one's."""
         global _running
         self.lease = lease
         self.leading = True
@@ -217,7 +236,6 @@ class Daemon:
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(lease, lost))
         scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOBS_TABLE)},
             timezone=UTC,
             job_defaults={
                 "coalesce": True,
@@ -228,7 +246,7 @@ class Daemon:
         try:
             self._scheduler = scheduler
             _running = self
-            scheduler.start()
+            scheduler.start(paused=True)  # the first tick runs alone, then the jobs
             self._start_bounce_intake(scheduler)
             await self.tick()
             await self.drain_outbox()
@@ -238,33 +256,37 @@ class Daemon:
                 scheduler.add_job(
                     job, "interval", seconds=self.tick_seconds, id=job_id, replace_existing=True
                 )
+            scheduler.resume()
             waiting = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
             try:
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([*waiting, heartbeat], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for task in waiting:
                     task.cancel()
-        except RECOVERABLE as exc:
-            log.error("the leader's start failed (%s): competing for the lead again", exc)
         finally:
-            with suppress(Exception):
+            lost.set()
+            lease.until = 0.0  # whatever is still in flight must not act as the leader
+            try:
                 scheduler.shutdown(wait=False)
+            except Exception:
+                log.exception("stopping the leader's jobs")
             self._scheduler = None
             if self.bounce_endpoint is not None:
-                await asyncio.to_thread(self.bounce_endpoint.stop)
+                try:
+                    await asyncio.to_thread(self.bounce_endpoint.stop)
+                except Exception:
+                    log.exception("stopping the bounce endpoint")
                 self.bounce_endpoint = None
             self._stopping = True
             if self._sender is not None:
                 self._sender.stop()  # messages in flight finish; the rest stay queued
             await self.settle()
-            lost.set()
             await asyncio.gather(heartbeat, return_exceptions=True)
             if stop.is_set():
-                with suppress(*RECOVERABLE):
+                with suppress(Exception):
                     await self._db(lambda s: leadership.release(s, lease))
             _running = None
             self.leading = False
-            lease.until = 0.0  # whatever is still in flight must not act as the leader
             self.state = "following"
 
     async def _db(self, work: Callable[[Session], T]) -> T:
@@ -286,7 +308,12 @@ class Daemon:
             error = None
         except RECOVERABLE as exc:
             self._tick_outage.failed(exc)
-            error = f"tick: {exc}"
+            error = f"tick: {_brief(exc)}"
+        except Exception as exc:  # a bug must not stop the calendar: logged, tried again
+            if self._tick_outage.since is None:
+                log.exception("the calendar's tick failed; trying again on the next")
+            self._tick_outage.failed(exc)
+            error = f"tick: {_brief(exc)}"
         lease = self.lease
         if lease is not None:
             with suppress(*RECOVERABLE):
@@ -442,23 +469,30 @@ class Daemon:
             return
         slot = await self._db(lambda s: calendar.get(s, slot_id))
         label = f"slot {slot_id} ({slot.publication} {slot.number})"
+        fields = {"slot": slot_id, "issue": outcome.issue_id, "decision": outcome.decision.value}
         if outcome.decision is Decision.SENT:
-            log.info("%s: sending issue %s: %s", label, outcome.issue_id, outcome.reason)
+            log.info(
+                "%s: sending issue %s: %s", label, outcome.issue_id, outcome.reason, extra=fields
+            )
             await self.drain_outbox()
         elif outcome.decision is Decision.MISSED:
-            log.warning("%s: missed: %s; alerting staff", label, outcome.reason)
+            log.warning("%s: missed: %s; alerting staff", label, outcome.reason, extra=fields)
             await self._alert_missed(slot, outcome.reason)
         else:
-            log.info("%s: nothing to do: %s", label, outcome.reason)
+            log.info("%s: nothing to do: %s", label, outcome.reason, extra=fields)
 
     async def _alert_missed(self, slot: Slot, reason: str) -> None:
         """Tell staff of a missed slot; marked only once the relay took it, so a failed
         alert is sent again by the next tick (one per slot)."""
         assert slot.id is not None
-        message = self.notices.missed(slot.publication, slot.number, slot.send_at, reason)
-        if await self._notify([message], "missed-slot alert"):
-            slot_id = slot.id
-            await self._db(partial(calendar.mark_alerted, slot_id=slot_id, now=clock.now()))
+        slot_id = slot.id
+        async with self._alerting:  # the slot's job and the tick may both get here
+            current = await self._db(lambda s: calendar.get(s, slot_id))
+            if current.missed_alerted_at is not None:
+                return
+            message = self.notices.missed(slot.publication, slot.number, slot.send_at, reason)
+            if await self._notify([message], "missed-slot alert"):
+                await self._db(partial(calendar.mark_alerted, slot_id=slot_id, now=clock.now()))
 
     async def _schedule_slots(self) -> None:
         """One job per upcoming slot, at its send time (moved slots are re-timed)."""

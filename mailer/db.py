@@ -139,13 +139,32 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     # Smaller multi-row INSERT pages: psycopg rewrites each statement's placeholders in
     # Python and caches only short statements, so 1000-row pages cost more than they save.
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         echo=echo,
         pool_pre_ping=True,
         insertmanyvalues_page_size=100,
-        connect_args={"application_name": application_name},
+        # Named in pg_stat_activity; a server that does not answer, or a connection that
+        # went silent, is an error in seconds, not a hang of minutes.
+        connect_args={
+            "application_name": application_name,
+            "connect_timeout": 10,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
     )
+    sa.event.listen(engine, "connect", _postgres_session)
+    return engine
+
+
+def _postgres_session(connection: Any, _: Any) -> None:
+    """A session frozen in the middle of a transaction (SIGSTOP, a hung process) loses it,
+    and its locks, after a minute, so the others are not held up behind it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET idle_in_transaction_session_timeout = '60s'")
+    connection.commit()
 
 
 @contextmanager

@@ -24,7 +24,9 @@ from pathlib import Path
 import aiosmtplib
 import dkim
 import sqlalchemy as sa
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailer import db, messages, settings, tokens
 from mailer.settings import BounceSettings, Config, SmtpSettings, WebSettings
@@ -380,24 +382,6 @@ def check_base_url(web: WebSettings) -> Check:
 # -- DKIM, SPF, DMARC ---------------------------------------------------------------------
 
 
-def _der(tag: int, body: bytes) -> bytes:
-    size = len(body)
-    if size < 0x80:
-        length = bytes([size])
-    else:
-        raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + body
-
-
-def _der_integer(value: int) -> bytes:
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
-_RSA_ENCRYPTION = bytes.fromhex("06092a864886f70d010101")  # OID 1.2.840.113549.1.1.1
-_NULL = bytes.fromhex("0500")
-
-
 def rsa_public_key(private_key: bytes) -> tuple[str, int]:
     """The public half of a PEM RSA private key (PKCS#1 or PKCS#8) as the base64 DER
     SubjectPublicKeyInfo a DKIM record's ``p=`` holds, and the key's size in bits.
@@ -405,13 +389,15 @@ def rsa_public_key(private_key: bytes) -> tuple[str, int]:
     :raises ValueError: the text is not a PEM RSA private key.
     """
     try:
-        key = parse_pem_private_key(private_key.replace(b"\r\n", b"\n"))
-    except (UnparsableKeyError, ValueError, IndexError) as exc:
+        key = serialization.load_pem_private_key(private_key, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ValueError(f"not a PEM RSA private key ({exc})") from exc
-    modulus, exponent = int(key["modulus"]), int(key["publicExponent"])
-    rsa = _der(0x30, _der_integer(modulus) + _der_integer(exponent))
-    info = _der(0x30, _der(0x30, _RSA_ENCRYPTION + _NULL) + _der(0x03, b"\x00" + rsa))
-    return base64.b64encode(info).decode("ascii"), modulus.bit_length()
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("not a PEM RSA private key (DKIM here signs with rsa-sha256)")
+    info = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(info).decode("ascii"), key.key_size
 
 
 def dkim_record(selector: str, domain: str, public_key: str) -> DnsRecord:

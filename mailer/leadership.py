@@ -7,6 +7,10 @@ counts with the holder's own term, so a leader that was paused (SIGSTOP, a froze
 and wakes after another took over can renew nothing and must stop acting. The leader
 also fences itself by its own clock (see :class:`Lease`), so it stops before its lease
 could have run out, whatever the database says later.
+
+Leases are written in the holders' own wall clocks: the machines' clocks must agree
+within the margin (a fifth of the lease, 12 s for the default 60 s): run NTP. A holder's
+process counts as gone at once only on its own machine (by host name and process id).
 """
 
 from __future__ import annotations
@@ -69,6 +73,13 @@ class Lead:
         return bool(self.holder) and self.expires_at > now
 
 
+def _wait_briefly(session: Session) -> None:
+    """On PostgreSQL, wait at most a few seconds for the row's lock (a leader frozen in
+    the middle of a renewal holds it): an error to retry, not a follower stuck behind."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+
+
 def _row(session: Session) -> Leadership:
     row = session.get(Leadership, NAME)
     if row is None:
@@ -90,6 +101,7 @@ def claim(session: Session, holder: str, seconds: float) -> Lease | None:
     at once exactly one wins."""
     asked = _boot_clock()
     row = _row(session)
+    _wait_briefly(session)
     now = clock.now()
     if row.holder == holder and row.expires_at > now:
         lease = Lease(holder, row.term, seconds)
@@ -98,10 +110,15 @@ def claim(session: Session, holder: str, seconds: float) -> Lease | None:
         session.rollback()
         return None
     term = row.term + 1
+    # Taken only if it is still as seen: free or run out (or its holder gone), and no
+    # renewal came in between; of two daemons that try at once exactly one wins.
+    free = sa.or_(col(Leadership.holder) == "", col(Leadership.expires_at) <= now)
+    if row.holder and stopped(row.holder):
+        free = sa.or_(free, col(Leadership.holder) == row.holder)
     taken = rowcount(
         session.execute(
             sa.update(Leadership)
-            .where(col(Leadership.name) == NAME, col(Leadership.term) == row.term)
+            .where(col(Leadership.name) == NAME, col(Leadership.term) == row.term, free)
             .values(
                 holder=holder,
                 term=term,
@@ -119,9 +136,11 @@ def claim(session: Session, holder: str, seconds: float) -> Lease | None:
 
 
 def renew(session: Session, lease: Lease) -> bool:
-    """Extend the lease; False if another daemon holds the lead now (or it lapsed by the
-    holder's own clock before the renewal was asked). Commits."""
+    """Extend the lease; False if another daemon holds the lead now (a newer term).
+    Commits. (A holder whose lease lapsed by its own clock stops acting whatever this
+    says: see :meth:`Lease.held`.)"""
     asked = _boot_clock()
+    _wait_briefly(session)
     now = clock.now()
     extended = rowcount(
         session.execute(

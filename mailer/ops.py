@@ -16,7 +16,9 @@ from sqlmodel import Session, col, select
 from mailer import clock, db, leadership, outbox
 from mailer.models import (
     BounceEvent,
+    BounceKind,
     Contact,
+    ContactStatus,
     Delivery,
     DeliveryStatus,
     Issue,
@@ -139,8 +141,12 @@ def readiness(engine: Engine, settings: Settings, *, daemon_state: str | None) -
     checks["database"] = "ok"
     checks["schema"] = "ok" if state is db.SchemaState.CURRENT else f"{state.value}: migrate"
     if daemon_state is not None:
-        with Session(engine) as session:
-            seen = status(session)
+        try:
+            with Session(engine) as session:
+                seen = status(session)
+        except sa.exc.DBAPIError as exc:
+            checks["daemon"] = f"status unreadable: {str(exc).splitlines()[0][:200]}"
+            return Readiness(False, checks)
         stale = settings.ops.tick_stale_seconds
         if daemon_state not in ("leading", "following"):
             checks["daemon"] = daemon_state
@@ -167,10 +173,13 @@ class _Installation(Collector):
             deliveries = GaugeMetricFamily(
                 "mailer_deliveries", "Deliveries by status.", labels=["status"]
             )
-            for state, count in session.execute(
-                sa.select(col(Delivery.status), sa.func.count()).group_by(col(Delivery.status))
-            ).all():
-                deliveries.add_metric([DeliveryStatus(state).value], int(count))
+            by_status = dict(
+                session.execute(
+                    sa.select(col(Delivery.status), sa.func.count()).group_by(col(Delivery.status))
+                ).all()
+            )
+            for state in DeliveryStatus:  # every status, 0 included: series never vanish
+                deliveries.add_metric([state.value], int(by_status.get(state, 0)))
             yield deliveries
             yield GaugeMetricFamily(
                 "mailer_deliveries_in_doubt",
@@ -185,16 +194,24 @@ class _Installation(Collector):
             bounced = GaugeMetricFamily(
                 "mailer_bounce_events", "Bounce and complaint reports by kind.", labels=["kind"]
             )
-            for kind, count in session.execute(
-                sa.select(col(BounceEvent.kind), sa.func.count()).group_by(col(BounceEvent.kind))
-            ).all():
-                bounced.add_metric([str(getattr(kind, "value", kind))], int(count))
+            by_kind = dict(
+                session.execute(
+                    sa.select(col(BounceEvent.kind), sa.func.count()).group_by(
+                        col(BounceEvent.kind)
+                    )
+                ).all()
+            )
+            for kind in BounceKind:
+                bounced.add_metric([kind.value], int(by_kind.get(kind, 0)))
             yield bounced
             people = GaugeMetricFamily("mailer_contacts", "Contacts by status.", labels=["status"])
-            for state, count in session.execute(
-                sa.select(col(Contact.status), sa.func.count()).group_by(col(Contact.status))
-            ).all():
-                people.add_metric([str(getattr(state, "value", state))], int(count))
+            by_contact = dict(
+                session.execute(
+                    sa.select(col(Contact.status), sa.func.count()).group_by(col(Contact.status))
+                ).all()
+            )
+            for standing in ContactStatus:
+                people.add_metric([standing.value], int(by_contact.get(standing, 0)))
             yield people
         if seen.tick_age_seconds is not None:
             yield GaugeMetricFamily(

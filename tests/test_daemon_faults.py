@@ -26,6 +26,9 @@ from tests.test_sending_processes import _use_smtp
 
 LEASE = 6  # [calendar] leader_lease_seconds in these tests (the shipped value is 60)
 READERS = 168  # the demo bulletin's audience
+POSTGRES = pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 def _configure(project: Path, *, listen: str = "") -> None:
@@ -68,20 +71,30 @@ def _exactly_once(handler: RecordingHandler) -> None:
 
 
 def _terminate_mailer_connections(db_url: str) -> int:
-    """pg_terminate_backend of every connection a mailer command opened (they are named)."""
+    """pg_terminate_backend of every connection the daemons opened (they are named)."""
     admin = sa.create_engine(db_url)
     try:
         with admin.connect() as connection:
             ended = connection.execute(
                 sa.text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name LIKE 'mailer-%' AND datname = current_database()"
+                    "WHERE application_name = 'mailer-daemon' AND datname = current_database()"
                 )
             ).scalar_one()
             connection.commit()
     finally:
         admin.dispose()
     return int(ended)
+
+
+def _tick_at(db_url: str) -> object:
+    engine = db.create_engine(db_url)
+    try:
+        with Session(engine) as session:
+            lead = leadership.current(session)
+            return lead.last_tick_at if lead else None
+    finally:
+        engine.dispose()
 
 
 def _leader(db_url: str) -> str:
@@ -94,13 +107,11 @@ def _leader(db_url: str) -> str:
         engine.dispose()
 
 
-@pytest.mark.postgres
+@POSTGRES
 def test_cutting_every_connection_before_a_slot_and_during_its_send_loses_nothing(
     project: Path, db_url: str, tmp_path: Path
 ) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("pg_terminate_backend is PostgreSQL's")
-    handler = RecordingHandler(delay=0.03)
+    handler = RecordingHandler(delay=0.05)
     with running(handler) as (controller, _):
         _use_smtp(project, controller.port, lease=10)
         _configure(project)
@@ -123,12 +134,10 @@ def test_cutting_every_connection_before_a_slot_and_during_its_send_loses_nothin
     _exactly_once(handler)
 
 
-@pytest.mark.postgres
+@POSTGRES
 def test_a_frozen_leader_is_replaced_and_sends_nothing_when_it_wakes(
     project: Path, db_url: str, tmp_path: Path
 ) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("several daemons on one database: PostgreSQL, as in production")
     with running(RecordingHandler()) as (controller, handler):
         _use_smtp(project, controller.port, lease=10)
         _configure(project)
@@ -143,11 +152,16 @@ def test_a_frozen_leader_is_replaced_and_sends_nothing_when_it_wakes(
             _wait(lambda: "waiting to take over" in _text(logs[1]), 30, "the second to follow")
             _wait(lambda: time.monotonic() > slot_at - 8, 30, "the moment before the slot")
             os.kill(first.pid, signal.SIGSTOP)
+            assert _readers(handler) == Counter()  # frozen before its slot
+            assert _status(db_url) is IssueStatus.SCHEDULED
             _wait(lambda: _status(db_url) is IssueStatus.SENT, 90, "the issue to be sent")
             assert "keeping the calendar" in _text(logs[1])
             os.kill(first.pid, signal.SIGCONT)
+            woke = _tick_at(db_url)
             _wait(lambda: "no longer leading" in _text(logs[0]), 30, "the first to stand down")
-            time.sleep(2)  # would the woken leader send a second copy?
+            # The new leader goes on ticking; the woken one competes again, and follows.
+            _wait(lambda: _tick_at(db_url) != woke, 30, "the new leader's next tick")
+            _wait(lambda: "waiting to take over" in _text(logs[0]), 30, "the first to follow")
             assert first.poll() is None and second.poll() is None
         finally:
             _stop(daemons)
@@ -192,12 +206,16 @@ def test_the_relay_down_across_a_slot_is_waited_out_and_the_slot_sent_once(
         finally:
             _stop([daemon])
     assert len(received) == READERS and set(received.values()) == {1}
-    lines = [json.loads(line) for line in _text(log).splitlines() if line.startswith("{")]
+    printed = _text(log).splitlines()
+    console = "Daemon starting (Ctrl-C to stop)"  # the console's line, not a log record
+    assert printed.count(console) == 1
+    lines = [json.loads(line) for line in printed if line != console]  # each: one object
     assert lines and all({"time", "level", "logger", "message"} <= set(r) for r in lines)
+    assert any(r.get("slot") and r.get("decision") == "sent" for r in lines)
     assert any("queued 168 deliveries" in r["message"] for r in lines)
 
 
-@pytest.mark.postgres
+@POSTGRES
 def test_a_daemon_started_before_its_database_exists_waits_for_it(
     project: Path,
     db_url: str,
@@ -205,8 +223,6 @@ def test_a_daemon_started_before_its_database_exists_waits_for_it(
     postgres_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("a database server that is there before its database: PostgreSQL")
     base, _, _ = postgres_server.rpartition("/")
     name = f"mailer_late_{os.getpid()}"
     url = f"{base}/{name}"

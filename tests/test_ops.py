@@ -19,6 +19,7 @@ from mailer.cli.logs import JsonFormatter, TextFormatter
 from mailer.models import Slot, SlotStatus
 from mailer.transports import SmtpTransport
 from mailer.web.app import create_app
+from tests.helpers import exited_sender
 from tests.outbox_fixtures import config_for, drafted, people
 from tests.smtp_server import RecordingHandler, running
 from tests.test_cli import run
@@ -145,3 +146,27 @@ def test_log_lines_carry_an_iso_time_with_its_zone_and_json_is_one_object_a_line
     assert data["message"] == "slot 5: sent" and data["issue"] == 3
     assert data["level"] == "INFO" and data["logger"] == "mailer.daemon"
     assert datetime.fromisoformat(data["time"]).tzinfo is not None
+
+
+def test_a_leader_whose_process_is_gone_is_replaced_at_once(session: Session) -> None:
+    gone = exited_sender("lead")
+    with clock.frozen(AT):
+        assert leadership.claim(session, gone, 60) is not None
+        taken = leadership.claim(session, "host:9:new", 60)  # no wait for the lease
+        assert taken is not None and taken.term == 2
+        assert leadership.claim(session, exited_sender("other"), 60) is None  # alive holder
+
+
+def test_readiness_wants_a_fresh_tick_from_the_leader(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    client = _probe_app(engine, tmp_path, "leading")
+    with clock.frozen(AT) as frozen:
+        lease = leadership.claim(session, "host:1:a", 600)
+        assert lease is not None
+        leadership.note(session, lease, ticked=True)
+        assert client.get("/readyz").status_code == 200
+        frozen.advance(timedelta(minutes=5))  # beyond [ops] tick_stale_seconds (180)
+        stale = client.get("/readyz")
+    assert stale.status_code == 503
+    assert stale.json()["checks"]["daemon"] == "leading; the leader's last tick was 300 s ago"

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Column
 from rich.text import Text
 
-from mailer import calendar, clock, ops
+from mailer import calendar, clock, db, ops
 from mailer.cli.output import print_document, print_json, table, warn
 from mailer.cli.state import State, console, err, fail, state
 from mailer.daemon import Daemon, Outage
@@ -231,27 +231,37 @@ def daemon_command(
                 await serving
 
     err.print("Daemon starting (Ctrl-C to stop)")
-    _wait_for_database(current)
+    wait_for_database(current)
     asyncio.run(main())
 
 
-def _wait_for_database(current: State) -> None:
-    """Wait (capped back-off, said once) until the database answers; then it must be
-    initialised and current, else the daemon stops with the fix (configuration errors
-    are not waited out)."""
+def wait_for_database(current: State) -> None:
+    """Wait (capped back-off, said once) until the database answers at the newest
+    migration: a service may start before its database, or while `mailer init` or `mailer
+    db upgrade` runs. Tables it cannot manage, or a bad configuration, stop it at once."""
     outage = Outage("the database")
+    said: db.SchemaState | None = None
     while True:
         try:
-            with current.session():
-                pass
+            found = db.schema_state(current.engine)
         except sa.exc.OperationalError as exc:
-            try:
-                time.sleep(outage.failed(exc))
-            except KeyboardInterrupt:
-                raise typer.Exit(130) from None
-            continue
-        outage.recovered()
-        return
+            pause = outage.failed(exc)
+        else:
+            outage.recovered()
+            if found is db.SchemaState.CURRENT:
+                return
+            if found is db.SchemaState.UNVERSIONED:
+                with current.session():  # says which tables and stops
+                    pass
+            if found is not said:
+                fix = "mailer init" if found is db.SchemaState.FRESH else "mailer db upgrade"
+                err.print(f"The database is {found.value}: waiting for `{fix}`")
+                said = found
+            pause = 5.0
+        try:
+            time.sleep(pause)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
 
 
 def status_command(

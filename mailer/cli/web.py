@@ -15,6 +15,7 @@ from rich.markup import escape
 from sqlmodel import Session
 
 from mailer import sessions, staff
+from mailer.cli.calendar import wait_for_database
 from mailer.cli.output import print_json, table
 from mailer.cli.state import console, err, fail, state
 from mailer.daemon import Daemon
@@ -53,8 +54,7 @@ def serve_command(
     current = state(ctx)
     config = current.config
     web = config.settings.web
-    with current.session():
-        pass  # the database must be initialised and current
+    wait_for_database(current)  # a service may start before its database
     keeper = Daemon(config, current.engine) if daemon else None
     # Here, not at the top: the web stack is the slowest part of every command's start.
     from mailer.web.app import create_app
