@@ -67,7 +67,7 @@ def _opens_console(site: Site, cookie: str) -> bool:
 
 
 def sessions_cookie() -> str:
-    from mailer.web.app import SESSION_COOKIE
+    from mailer.web.pages import SESSION_COOKIE
 
     return SESSION_COOKIE
 

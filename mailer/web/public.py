@@ -23,7 +23,7 @@ from mailer.subscriptions import (
     update_preferences,
 )
 from mailer.transports import TransportError
-from mailer.web.app import RowId, WebContext, context, db, email_page, page
+from mailer.web.pages import RowId, WebContext, context, db, email_page, page
 
 router = APIRouter()
 DB = Annotated[Session, Depends(db)]

@@ -1,0 +1,80 @@
+"""Every console route refuses an anonymous visitor and a member of staff whose role is too
+junior: proved by walking the routers that serve them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.routing import APIRoute
+from sqlalchemy.engine import Engine
+
+from mailer.models import StaffRole
+from mailer.web.staff import GUARDED_ROUTERS
+from mailer.web.staff.common import RoleRequired
+from tests.web_fixtures import build_site, csrf_of, login
+
+APPROVERS = (StaffRole.APPROVER, StaffRole.ADMIN)
+ADMINS = (StaffRole.ADMIN,)
+# What needs more than an editor: the roles are declared on the routes; this says what
+# they must be, so a route that loses its role fails here.
+SENIOR = {
+    ("POST", "/staff/issues/{issue_id}/approve"): APPROVERS,
+    ("POST", "/staff/issues/{issue_id}/cancel"): APPROVERS,
+    ("POST", "/staff/issues/{issue_id}/reopen"): APPROVERS,
+    ("POST", "/staff/issues/{issue_id}/send"): APPROVERS,
+    ("GET", "/staff/contacts/{contact_id}/data.json"): ADMINS,
+    ("POST", "/staff/contacts/{contact_id}/erase"): ADMINS,
+    ("POST", "/staff/sessions/end-all"): ADMINS,
+}
+
+
+def _console_routes() -> list[tuple[str, str, tuple[StaffRole, ...]]]:
+    found = []
+    for router in GUARDED_ROUTERS:
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            roles: tuple[StaffRole, ...] = ()
+            for dependency in route.dependencies:
+                if isinstance(dependency.dependency, RoleRequired):
+                    roles = dependency.dependency.roles
+            for method in route.methods or ():
+                found.append((method, "/staff" + route.path, roles))
+    return found
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "1", path)
+
+
+def test_every_console_route_refuses_anonymous_and_too_junior_staff(
+    engine: Engine, tmp_path: Path
+) -> None:
+    site = build_site(engine, tmp_path)
+    routes = _console_routes()
+    assert len(routes) > 30
+    assert {(m, p): r for m, p, r in routes if r} == SENIOR
+    anonymous = site.client()
+    for method, path, _ in routes:
+        answer = anonymous.request(method, _concrete(path))
+        assert answer.status_code == 303, (method, path, answer.status_code)
+        assert answer.headers["location"].startswith("/staff/login"), (method, path)
+    juniors = {
+        StaffRole.ADMIN: "approver",  # admin-only routes, tried by an approver
+        StaffRole.APPROVER: "editor",
+    }
+    clients = {}
+    for role in ("editor", "approver"):
+        clients[role] = site.client()
+        login(clients[role], role)
+    tried = 0
+    for method, path, roles in routes:
+        if not roles:
+            continue
+        junior = juniors[min(roles, key=lambda r: list(StaffRole).index(r))]
+        client = clients[junior]
+        token = csrf_of(client.get("/staff").text)
+        answer = client.request(method, _concrete(path), data={"csrf": token})
+        assert answer.status_code == 403, (method, path, junior, answer.status_code)
+        tried += 1
+    assert tried >= 6
