@@ -78,3 +78,18 @@ def test_every_console_route_refuses_anonymous_and_too_junior_staff(
         assert answer.status_code == 403, (method, path, junior, answer.status_code)
         tried += 1
     assert tried >= 6
+
+
+def test_a_missing_console_page_keeps_the_menu_and_a_public_one_is_a_page(
+    engine: Engine, tmp_path: Path
+) -> None:
+    site = build_site(engine, tmp_path)
+    client = site.client()
+    public = client.get("/no-such-page")
+    assert public.status_code == 404 and "text/html" in public.headers["content-type"]
+    assert "Newsletter archive" in public.text and "Staff console" not in public.text
+    login(client, "editor")
+    for path in ("/staff/no-such-page", "/staff/issues/999999", "/staff/contacts/abc"):
+        missing = client.get(path)
+        assert missing.status_code == 404, path
+        assert 'aria-label="Staff console"' in missing.text, path  # the menu stays

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from mailer.calendar import CalendarError
 from mailer.issues import IssueError
-from mailer.web.pages import page
+from mailer.web.pages import page, visitor
 from mailer.web.staff import (
     account,
     contacts,
@@ -36,7 +36,13 @@ GUARDED_ROUTERS.append(contacts.uploads)
 
 # Known errors from the domain become a page, not a traceback.
 def _unknown(request: Request, exc: Exception) -> Response:
-    return page(request, "message.html", {"title": "Not found", "message": str(exc)}, status=404)
+    return page(
+        request,
+        "message.html",
+        {"title": "Not found", "message": str(exc)},
+        status=404,
+        staff=visitor(request),
+    )
 
 
 def install(app: FastAPI) -> None:
