@@ -26,6 +26,17 @@ SENIOR = {
     ("GET", "/staff/contacts/{contact_id}/data.json"): ADMINS,
     ("POST", "/staff/contacts/{contact_id}/erase"): ADMINS,
     ("POST", "/staff/sessions/end-all"): ADMINS,
+    ("POST", "/staff/calendar/plan"): APPROVERS,
+    ("POST", "/staff/calendar/add"): APPROVERS,
+    ("POST", "/staff/calendar/{slot_id}/move"): APPROVERS,
+    ("POST", "/staff/calendar/{slot_id}/skip"): APPROVERS,
+    ("GET", "/staff/accounts"): ADMINS,
+    ("POST", "/staff/accounts"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/role"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/password"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/disable"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/enable"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/end-sessions"): ADMINS,
 }
 
 

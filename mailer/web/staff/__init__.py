@@ -11,6 +11,8 @@ from mailer.issues import IssueError
 from mailer.web.pages import page, visitor
 from mailer.web.staff import (
     account,
+    accounts,
+    calendar,
     contacts,
     dashboard,
     events,
@@ -25,7 +27,10 @@ GUARDED = [Depends(signed_in), Depends(csrf_checked)]
 
 public = login.router  # the login form and logout: no login needed
 # Every guarded page's own router (tests walk them: each must refuse the anonymous).
-GUARDED_ROUTERS = [m.router for m in (dashboard, issues, mailbox, events, contacts, account, logs)]
+GUARDED_ROUTERS = [
+    m.router
+    for m in (dashboard, issues, calendar, mailbox, events, contacts, account, accounts, logs)
+]
 router = APIRouter(dependencies=GUARDED)
 for each in GUARDED_ROUTERS:
     router.include_router(each, prefix="/staff")
