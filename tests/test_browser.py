@@ -170,7 +170,7 @@ def test_staff_compose_preview_approve_send_and_watch(
     expect(preview.get_by_role("link", name="Skills England opens its doors")).to_be_visible()
     phone = editor.frame_locator("iframe[title='Preview at 375 pixels (phone)']")
     expect(phone.get_by_text("Dear Zoë Sample-Ñúñez,")).to_be_visible()
-    editor.get_by_role("button", name="Send a test to me").click()
+    editor.get_by_role("button", name="Send the test").click()
     expect(
         editor.get_by_text(re.compile("Test sent to editor@lepnetwork.example: 250"))
     ).to_be_visible()
@@ -183,7 +183,9 @@ def test_staff_compose_preview_approve_send_and_watch(
     approver.goto(issue_url)
     approver.get_by_role("button", name="Approve", exact=True).click()
     expect(approver.get_by_text(re.compile(r"Approved, scheduled for \d{4}/\d{2}"))).to_be_visible()
-    approver.get_by_role("button", name="Send now").click()
+    approver.get_by_role("link", name="Send now").click()
+    expect(approver.get_by_role("heading", name=re.compile("now to 12 recipients"))).to_be_visible()
+    approver.get_by_role("button", name="Send to 12 now").click()
     expect(approver.get_by_role("heading", name=re.compile("Bulletin .*: sent"))).to_be_visible(
         timeout=30_000
     )

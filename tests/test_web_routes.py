@@ -20,10 +20,13 @@ ADMINS = (StaffRole.ADMIN,)
 # they must be, so a route that loses its role fails here.
 SENIOR = {
     ("POST", "/staff/issues/{issue_id}/approve"): APPROVERS,
+    ("GET", "/staff/issues/{issue_id}/cancel"): APPROVERS,
     ("POST", "/staff/issues/{issue_id}/cancel"): APPROVERS,
     ("POST", "/staff/issues/{issue_id}/reopen"): APPROVERS,
+    ("GET", "/staff/issues/{issue_id}/send"): APPROVERS,
     ("POST", "/staff/issues/{issue_id}/send"): APPROVERS,
     ("GET", "/staff/contacts/{contact_id}/data.json"): ADMINS,
+    ("GET", "/staff/contacts/{contact_id}/erase"): ADMINS,
     ("POST", "/staff/contacts/{contact_id}/erase"): ADMINS,
     ("POST", "/staff/sessions/end-all"): ADMINS,
     ("POST", "/staff/calendar/plan"): APPROVERS,
