@@ -788,8 +788,8 @@ def test_console_in_new_york_reads_local_slots_and_labels_the_new_york_date(
     assert "2027-03-04T21:00:00-05:00" in shown
     approver = _signed_in(site, "approver")  # the approve form's slot list, in New York time
     offered = html.unescape(approver.get(f"/staff/issues/{issue_id}").text)
-    assert f"bulletin {extra.number}: Thu 04 Mar 2027 21:00" in offered
-    assert "bulletin 2027/05: Thu 04 Mar 2027 09:30" in offered
+    assert f"Thu 04 Mar 2027 21:00 (bulletin {extra.number})" in offered  # by date first
+    assert "Thu 04 Mar 2027 09:30 (bulletin 2027/05)" in offered
 
     with Session(engine) as session:
         content = issues.content(session, issue, LONDON)

@@ -22,7 +22,8 @@ from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SMTPSession
 from sqlmodel import Session
 
-from mailer import db
+from mailer import db, staff
+from mailer.models import StaffRole
 from tests.helpers import cli
 from tests.outbox_fixtures import people
 from tests.smtp_server import RecordingHandler, free_port, running
@@ -70,6 +71,9 @@ def server(project: Path, db_url: str, tmp_path: Path) -> Iterator[tuple[str, Ho
         engine = db.create_engine(db_url)
         with Session(engine) as session:
             people(session, 1)  # reader0@lep0.example, subscribed to the newsletter
+            # Another admin: the last one could be neither demoted nor disabled.
+            staff.add(session, "second@lepnetwork.example", StaffRole.ADMIN, "a-second-password")
+            session.commit()
         engine.dispose()
         added = cli(
             project,
