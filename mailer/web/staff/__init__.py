@@ -18,6 +18,7 @@ from mailer.web.staff import (
     login,
     logs,
     mailbox,
+    media,
 )
 from mailer.web.staff.common import csrf_checked, signed_in
 
@@ -25,13 +26,16 @@ GUARDED = [Depends(signed_in), Depends(csrf_checked)]
 
 public = login.router  # the login form and logout: no login needed
 # Every guarded page's own router (tests walk them: each must refuse the anonymous).
-GUARDED_ROUTERS = [m.router for m in (dashboard, issues, mailbox, events, contacts, account, logs)]
+GUARDED_ROUTERS = [
+    m.router for m in (dashboard, issues, mailbox, events, contacts, account, logs, media)
+]
 router = APIRouter(dependencies=GUARDED)
 for each in GUARDED_ROUTERS:
     router.include_router(each, prefix="/staff")
-uploads = APIRouter(dependencies=GUARDED)  # its own body limit: [web] upload_limit_mb
-uploads.include_router(contacts.uploads, prefix="/staff")
-GUARDED_ROUTERS.append(contacts.uploads)
+uploads = APIRouter(dependencies=GUARDED)  # its own body limit (see guard.Limits)
+for each in (contacts.uploads, media.uploads):
+    uploads.include_router(each, prefix="/staff")
+    GUARDED_ROUTERS.append(each)
 
 
 # Known errors from the domain become a page, not a traceback.
