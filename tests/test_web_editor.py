@@ -349,3 +349,33 @@ def test_an_image_picked_from_the_library_fills_the_item_image(
     shown["s0.i1.media"] = ""
     assert editor.post(f"/staff/issues/{draft.id}", data={**shown, "op": "save"}).status_code == 303
     assert name not in _exported(site, draft.id)
+
+
+def test_the_newsletter_sponsor_is_fields_too_and_its_logo_can_come_from_the_library(
+    site: Site, editor: TestClient
+) -> None:
+    with Session(site.engine, expire_on_commit=False) as session:
+        letter = drafted(session, "newsletter.md")
+    assert letter.id is not None
+    url = f"/staff/issues/{letter.id}"
+    before = _exported(site, letter.id)
+    fields = fields_of(editor.get(url).text)
+    assert fields["sponsor.name"] and fields["sponsor.link"].startswith("https://")
+    assert editor.post(url, data={**fields, "op": "save"}).status_code == 303
+    assert _exported(site, letter.id) == before
+    token = csrf_of(editor.get("/staff/media").text)
+    editor.post(
+        "/staff/media",
+        data={"csrf": token, "alt": "The sponsor's logo"},
+        files={"file": ("logo.png", _png(300, 100), "image/png")},
+    )
+    page = editor.get(url)
+    [name] = re.findall(r'<option value="([0-9a-f]{64}\.png)"', page.text)[:1]
+    fields = {**fields_of(page.text), "sponsor.media": name}
+    assert editor.post(url, data={**fields, "op": "save"}).status_code == 303
+    text = _exported(site, letter.id)
+    assert f"logo: https://lepnetwork.example/media/{name}\n" in text
+    assert "logo_alt: The sponsor's logo\n" in text
+    fields = {**fields_of(editor.get(url).text), "sponsor.link": ""}
+    refused = editor.post(url, data={**fields, "op": "save"})
+    assert refused.status_code == 422 and 'id="sponsor-link-error"' in refused.text

@@ -55,6 +55,7 @@
     fetch(form.dataset.autosave, {
       method: "POST", body: data, credentials: "same-origin", headers: {"Accept": "application/json"}
     }).then(function (answer) {
+      if (answer.redirected) { throw new Error("your login has ended: log in again in another tab"); }
       if (!answer.ok) { throw new Error("the server answered " + answer.status); }
       return answer.json();
     }).then(function (result) {
@@ -79,6 +80,9 @@
     clearTimeout(timer);
     timer = setTimeout(save, 2500);
   }
+
+  var summary = document.getElementById("problems");
+  if (summary) { summary.focus(); }  // a refused save: the list of what to correct first
 
   form.addEventListener("input", schedule);
   form.addEventListener("change", schedule);
