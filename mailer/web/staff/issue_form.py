@@ -435,7 +435,18 @@ def keep(session: Session, issue_id: int, email: str, fields: IssueFields) -> da
     row = _autosave_row(session, issue_id, email) or IssueAutosave(
         issue_id=issue_id, staff_email=email, form=""
     )
-    row.form = to_json(fields)
+    kept = dataclasses.replace(
+        fields,
+        sponsor=dataclasses.replace(fields.sponsor, media="", media_was=""),
+        sections=[
+            SectionFields(
+                section.heading,
+                [dataclasses.replace(item, media="", media_was="") for item in section.items],
+            )
+            for section in fields.sections
+        ],
+    )  # the library's choices are applied already; the page shows them from the addresses
+    row.form = to_json(kept)
     row.saved_at = clock.now()
     session.add(row)
     session.flush()

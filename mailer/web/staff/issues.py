@@ -7,7 +7,7 @@ import dataclasses
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session
 
@@ -166,6 +166,8 @@ async def _submitted(
 ) -> tuple[issue_form.IssueFields, str]:
     """The form's fields (library images chosen applied) and its ``op`` button."""
     form = await request.form()
+    if "subject" not in form:  # not the editor's form: nothing of it may replace a draft
+        raise HTTPException(400, "not the issue editor's form")
     fields = issue_form.from_form(form, issue.publication)
     root = context(request).config.settings.web.root
     issue_form.resolve_picks(fields, _library(session), root)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
 
@@ -79,7 +80,8 @@ async def _store(
         )
     data = await upload.read(limit + 1)  # no more: one byte over is enough to refuse it
     try:
-        return media.store(
+        return await run_in_threadpool(  # decoding and encoding take a while: not on the loop
+            media.store,
             session,
             data,
             filename=upload.filename,
