@@ -17,9 +17,14 @@ $(VENV)/.run-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test-deps: pyproject.toml $(VENV)/.run-deps
+$(VENV)/.test-deps: pyproject.toml $(VENV)/.run-deps $(VENV)/axe/node_modules/axe-core/axe.min.js
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+# axe-core (Deque's accessibility rules, from the npm registry) for the browser tests,
+# kept inside the virtual environment: no package.json in the project.
+$(VENV)/axe/node_modules/axe-core/axe.min.js: | $(BIN)/python
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/axe axe-core@4
 
 # Debian's Chromium (browser tests), Postfix's smtp-sink (benchmarks) and Dovecot (a real
 # IMAP mailbox for the bounce-fetch tests), when missing. Postfix is installed with "No

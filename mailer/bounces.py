@@ -43,7 +43,7 @@ from flufl.bounce import all_failures
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from mailer import audit, clock, subscriptions
+from mailer import audit, clock, contacts, subscriptions
 from mailer.contacts import email_hash, suppress
 from mailer.db import rowcount
 from mailer.models import (
@@ -421,11 +421,7 @@ def reenable(session: Session, contact_id: int, *, actor: str) -> Contact:
     if contact is None or contact.status is not ContactStatus.DISABLED:
         state = contact.status if contact else "unknown"
         raise NotDisabled(f"contact {contact_id} is {state}: only a disabled contact is re-enabled")
-    contact.status = ContactStatus.ACTIVE
-    contact.bounce_score = 0.0
-    contact.bounce_scored_on = None
-    contact.updated_at = clock.now()
-    audit.record(session, actor, "contact:enable", f"contact {contact_id}", "bounce score reset")
+    contacts.set_status(session, contact_id, ContactStatus.ACTIVE, actor=actor)
     session.commit()
     return contact
 

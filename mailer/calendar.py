@@ -27,12 +27,16 @@ from sqlmodel import Session, col, select
 
 from mailer import clock, issues, outbox, publications
 from mailer.db import get_by_id
+from mailer.issuefile import IssueFileError, parse_slot
 from mailer.models import Issue, IssueStatus, Publication, Slot, SlotStatus
 from mailer.settings import BulletinCadence, NewsletterCadence, Settings
 
 log = logging.getLogger(__name__)
 FIRST_YEAR, LAST_YEAR = 2000, 2100  # the calendar years that can be shown or planned
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# The note of a slot whose time had passed when its year was first planned (skipped, never
+# sent): counted apart, as before this installation, not as a shortfall.
+BEFORE_SETUP = "before the calendar was set up"
 
 
 class CalendarError(Exception):
@@ -246,7 +250,7 @@ def ensure_year(session: Session, year: int, settings: Settings) -> int:
                 send_at=send_at,
                 deadline_at=deadline_for(send_at, Publication.BULLETIN, settings),
                 status=SlotStatus.SKIPPED if past else SlotStatus.PLANNED,
-                note="before the calendar was set up" if past else "",
+                note=BEFORE_SETUP if past else "",
             )
         )
     session.flush()
@@ -366,15 +370,38 @@ def issue_of(session: Session, slot: Slot) -> Issue | None:
     ).first()
 
 
-def _changeable(session: Session, slot: Slot) -> Issue | None:
+def parse_when(value: str, zone: ZoneInfo) -> datetime:
+    """A send time as staff type it: '2027-03-11T09:30' (local time in ``zone``) or ISO 8601
+    with an offset.
+
+    :raises CalendarError: it is not a date and time.
+    """
+    try:
+        when = parse_slot(value, zone, "time")
+    except IssueFileError as exc:
+        raise CalendarError(str(exc)) from None
+    if when is None:
+        raise CalendarError(f"time: expected a date and time like 2027-03-04T09:30, got {value!r}")
+    return when
+
+
+def _why_fixed(slot: Slot, issue: Issue | None) -> str | None:
+    """Why a slot can be neither moved nor skipped, or None if it can."""
     if slot.status is not SlotStatus.PLANNED:
-        raise CalendarError(f"slot {slot.id} is {slot.status}: only a planned slot can change")
-    issue = issue_of(session, slot)
+        return f"slot {slot.id} is {slot.status}: only a planned slot can change"
     if issue is not None and issue.status is not IssueStatus.DRAFT:
-        raise CalendarError(
+        return (
             f"the issue for slot {slot.id} is {issue.status}: reopen it (`mailer issue "
             f"reopen {issue.id}`) before moving or skipping its slot"
         )
+    return None
+
+
+def _changeable(session: Session, slot: Slot) -> Issue | None:
+    issue = issue_of(session, slot)
+    reason = _why_fixed(slot, issue)
+    if reason is not None:
+        raise CalendarError(reason)
     return issue
 
 
@@ -429,6 +456,8 @@ class SlotView:
     status: str
     issue_id: int | None
     note: str
+    changeable: bool = False  # planned, its issue (if any) a draft: it can move or be skipped
+    before_setup: bool = False  # its time had passed when the year was first planned
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -440,6 +469,7 @@ class SlotView:
             "status": self.status,
             "issue": self.issue_id,
             "note": self.note,
+            "before_setup": self.before_setup,
         }
 
 
@@ -451,6 +481,16 @@ def _shown_status(slot: Slot, issue: Issue | None) -> str:
     if issue.status in (IssueStatus.APPROVED, IssueStatus.SCHEDULED):
         return "approved"
     return issue.status.value
+
+
+def _before_setup(slot: Slot) -> bool:
+    """Skipped because its time had passed when its year was first planned: created after
+    its time, which staff cannot do (a new or moved slot must be in the future)."""
+    return (
+        slot.status is SlotStatus.SKIPPED
+        and slot.note == BEFORE_SETUP
+        and slot.created_at > slot.send_at
+    )
 
 
 def year_view(session: Session, year: int, settings: Settings) -> list[SlotView]:
@@ -476,6 +516,8 @@ def year_view(session: Session, year: int, settings: Settings) -> list[SlotView]
                     status=_shown_status(slot, issue),
                     issue_id=issue.id if issue else None,
                     note=slot.note,
+                    changeable=_why_fixed(slot, issue) is None,
+                    before_setup=_before_setup(slot),
                 )
             )
     return sorted(views, key=lambda v: v.send_at)
@@ -483,33 +525,41 @@ def year_view(session: Session, year: int, settings: Settings) -> list[SlotView]
 
 @dataclass(frozen=True)
 class YearCount:
+    """A year's slots of one publication against its target (bulletins) or cap."""
+
     publication: Publication
-    planned: int
+    planned: int  # not skipped: sent, to be sent, or missed
     target: int
     is_cap: bool
+    before_setup: int = 0  # passed before the calendar was set up: neither planned nor short
 
     @property
     def warning(self) -> str | None:
         if self.is_cap and self.planned > self.target:
             return f"{self.planned} {self.publication}s is over the cap of {self.target}"
-        if not self.is_cap and self.planned != self.target:
-            return f"{self.planned} {self.publication}s planned; the target is {self.target}"
+        if not self.is_cap and self.planned + self.before_setup != self.target:
+            before = (
+                f" and {self.before_setup} before this installation" if self.before_setup else ""
+            )
+            return (
+                f"{self.planned} {self.publication}s planned{before}; the target is {self.target}"
+            )
         return None
 
 
 def year_counts(views: Sequence[SlotView], settings: Settings) -> list[YearCount]:
-    """Per publication, the slots that will go out against the target or the cap."""
+    """Per publication, the slots that will go out against the target or the cap; slots
+    that passed before the calendar was set up count apart, never as a shortfall."""
     counts = []
     for publication in Publication:
-        planned = sum(1 for v in views if v.publication is publication and v.status != "skipped")
+        own = [v for v in views if v.publication is publication]
+        planned = sum(1 for v in own if v.status != "skipped")
+        before = sum(1 for v in own if v.before_setup)
         if publication is Publication.BULLETIN:
-            counts.append(
-                YearCount(publication, planned, settings.publications.bulletin.per_year, False)
-            )
+            target, is_cap = settings.publications.bulletin.per_year, False
         else:
-            counts.append(
-                YearCount(publication, planned, settings.publications.newsletter.max_per_year, True)
-            )
+            target, is_cap = settings.publications.newsletter.max_per_year, True
+        counts.append(YearCount(publication, planned, target, is_cap, before))
     return counts
 
 

@@ -22,6 +22,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TextIO
 
 import sqlalchemy as sa
@@ -30,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from mailer import audiences, audit, clock
-from mailer.db import get_by_id
+from mailer.db import get_by_id, like_pattern
 from mailer.models import (
     Contact,
     ContactStatus,
@@ -68,7 +69,12 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ContactFieldError(ValueError):
-    """A field value is not valid; the message says what was expected."""
+    """A field value is not valid; the message says what was expected, ``field`` which
+    field it was ("" when none in particular)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def normalise_email(raw: str) -> str:
@@ -280,6 +286,17 @@ def move(
     return changed
 
 
+def live_contact(session: Session, contact_id: int) -> Contact:
+    """The contact with this id, unless it was erased.
+
+    :raises ContactFieldError: there is no such contact.
+    """
+    contact = get_by_id(session, Contact, contact_id)
+    if contact is None or contact.status is ContactStatus.ERASED:
+        raise ContactFieldError(f"there is no contact {contact_id}")
+    return contact
+
+
 def edit(
     session: Session,
     contact_id: int,
@@ -288,23 +305,278 @@ def edit(
     role: Role,
     organisation_id: int,
     actor: str,
+    email: str | None = None,
 ) -> Contact:
-    """Change a contact's name, role and organisation (staff). Audited; the caller commits.
+    """Change a contact's name, role, organisation and (with ``email``) address (staff).
+    Audited; the caller commits.
 
-    :raises ContactFieldError: there is no such contact or organisation, or the name is
-        not valid.
+    :raises ContactFieldError: there is no such contact or organisation, the name is not
+        valid, or the address is not valid, another contact's, or suppressed
+        (:func:`change_email`).
     """
-    contact = get_by_id(session, Contact, contact_id)
-    if contact is None or contact.status is ContactStatus.ERASED:
-        raise ContactFieldError(f"there is no contact {contact_id}")
+    contact = live_contact(session, contact_id)
     organisation = get_by_id(session, Organisation, organisation_id)
     if organisation is None:
-        raise ContactFieldError("organisation: choose one from the list")
-    contact.name = clean_name(name)
+        raise ContactFieldError("organisation: choose one from the list", "organisation_id")
+    try:
+        contact.name = clean_name(name)
+    except ContactFieldError as exc:
+        raise ContactFieldError(f"name: {exc}", "name") from None
     contact.role = role
+    if email is not None:
+        change_email(session, contact, email, actor=actor)
     move(session, contact, organisation, actor=actor)
     audit.record(session, actor, "contact:edit", f"contact {contact_id}", f"{role}")
     return contact
+
+
+def change_email(session: Session, contact: Contact, raw: str, *, actor: str) -> bool:
+    """Give ``contact`` a new address, checked as every address is (:func:`normalise_email`)
+    and unique. The audit names no address (an erasure must not leave one behind). The
+    caller commits. Returns whether the address changed.
+
+    :raises ContactFieldError: the address is not valid, is another contact's, or is
+        suppressed (bounced, complained or erased: it is never mailed again).
+    """
+    try:
+        address = normalise_email(raw)
+    except ContactFieldError as exc:
+        raise ContactFieldError(f"email: {exc}", "email") from None
+    if address == contact.email:
+        return False
+    other = session.exec(select(Contact).where(col(Contact.email) == address)).first()
+    if other is not None:
+        raise ContactFieldError(
+            f"email: {address} is already the address of contact {other.id}", "email"
+        )
+    digest = email_hash(address)
+    if suppression(session, digest) is not None:
+        raise ContactFieldError(
+            f"email: {address} is suppressed (bounced, complained or erased): it is never "
+            "mailed again",
+            "email",
+        )
+    contact.email, contact.email_hash = address, digest
+    contact.updated_at = clock.now()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise ContactFieldError(f"email: {address} was just given to another contact") from None
+    audit.record(session, actor, "contact:email", f"contact {contact.id}", "address changed")
+    return True
+
+
+# What staff may set a contact's status to; an erasure has its own door (mailer.privacy).
+STAFF_STATUSES = (ContactStatus.ACTIVE, ContactStatus.DISABLED, ContactStatus.SUPPRESSED)
+
+
+def set_status(session: Session, contact_id: int, status: ContactStatus, *, actor: str) -> bool:
+    """Set a contact's status (staff): disable (no mail until enabled again), enable a
+    disabled contact (its bounce score back to 0), or suppress (the address goes on the
+    suppression list: never mailed again, so a suppressed contact stays suppressed).
+    Audited; the caller commits. Returns whether the status changed.
+
+    :raises ContactFieldError: no such contact, the contact is suppressed, or ``status``
+        is not one staff may set.
+    """
+    contact = live_contact(session, contact_id)
+    if status not in STAFF_STATUSES:
+        raise ContactFieldError(
+            f"status: {status} is not a status to set (erase a contact on its page)", "status"
+        )
+    before = contact.status
+    if status is before:
+        return False
+    if before is ContactStatus.SUPPRESSED:
+        raise ContactFieldError(
+            "status: the contact is suppressed: its address is never mailed again", "status"
+        )
+    now = clock.now()
+    if before is ContactStatus.DISABLED and status is ContactStatus.ACTIVE:
+        contact.bounce_score = 0.0
+        contact.bounce_scored_on = None
+        action, detail = "contact:enable", "bounce score reset"
+    else:
+        action, detail = "contact:status", f"{before} -> {status}"
+    if status is ContactStatus.SUPPRESSED:
+        suppress(session, contact.email_hash, SuppressionReason.MANUAL)
+    contact.status = status
+    contact.updated_at = now
+    audit.record(session, actor, action, f"contact {contact_id}", detail)
+    return True
+
+
+def set_subscription(
+    session: Session, contact_id: int, publication: Publication, status: SubscriptionStatus
+) -> bool:
+    """Set one subscription row (no checks: callers apply their rules); returns whether
+    anything changed."""
+    found = session.exec(
+        select(Subscription).where(
+            col(Subscription.contact_id) == contact_id,
+            col(Subscription.publication) == publication,
+        )
+    ).first()
+    if found is None:
+        if status is not SubscriptionStatus.ACTIVE:
+            return False
+        session.add(Subscription(contact_id=contact_id, publication=publication, status=status))
+        return True
+    if found.status is status:
+        return False
+    found.status = status
+    found.updated_at = clock.now()
+    return True
+
+
+def _subscribe_by_staff(
+    session: Session, contact: Contact, publication: Publication, wanted: bool
+) -> bool:
+    """Staff turning one publication on or off for a contact; returns whether it changed.
+
+    On: refused by the firewall for a publication the contact's organisation may not
+    receive, and for one the reader ended (only they may subscribe again). Off: the
+    subscription is removed, as :func:`move` removes one; one the reader ended stays.
+
+    :raises ContactFieldError: the publication is refused.
+    """
+    assert contact.id is not None
+    found = session.exec(
+        select(Subscription).where(
+            col(Subscription.contact_id) == contact.id,
+            col(Subscription.publication) == publication,
+        )
+    ).first()
+    if not wanted:
+        if found is None or found.status in ENDED_STATUSES:
+            return False
+        session.delete(found)
+        return True
+    organisation = session.get(Organisation, contact.organisation_id)
+    kind = organisation.kind if organisation else OrganisationKind.OTHER
+    if not audiences.may_receive(kind, publication):
+        raise ContactFieldError(
+            f"the {publication} is internal: only contacts of LEPs may receive it "
+            f"({organisation.name if organisation else '?'} is {kind.value.replace('_', ' ')})",
+            "publications",
+        )
+    if found is not None and found.status in ENDED_STATUSES:
+        raise ContactFieldError(
+            f"the {publication}: the subscription is {found.status} (since "
+            f"{found.updated_at:%d %b %Y}): only the reader can subscribe again, from "
+            "their preferences link",
+            "publications",
+        )
+    return set_subscription(session, contact.id, publication, SubscriptionStatus.ACTIVE)
+
+
+def set_subscriptions(
+    session: Session, contact_id: int, wanted: set[Publication], *, actor: str
+) -> list[str]:
+    """Make ``wanted`` the publications staff subscribe a contact to (the firewall and the
+    reader's own unsubscriptions hold: see :func:`_subscribe_by_staff`). Audited; the
+    caller commits. Returns what changed ("bulletin on", "newsletter off").
+
+    :raises ContactFieldError: no such contact, or a publication is refused (nothing is
+        changed then: the caller rolls back).
+    """
+    contact = live_contact(session, contact_id)
+    changed = [
+        f"{publication} {'on' if publication in wanted else 'off'}"
+        for publication in sorted(Publication)
+        if _subscribe_by_staff(session, contact, publication, publication in wanted)
+    ]
+    if changed:
+        contact.updated_at = clock.now()
+        audit.record(
+            session, actor, "contact:subscriptions", f"contact {contact_id}", ", ".join(changed)
+        )
+    return changed
+
+
+class BulkAction(StrEnum):
+    """What staff can do to a selection of contacts at once."""
+
+    ADD_BULLETIN = "add:bulletin"
+    ADD_NEWSLETTER = "add:newsletter"
+    REMOVE_BULLETIN = "remove:bulletin"
+    REMOVE_NEWSLETTER = "remove:newsletter"
+    DISABLE = "disable"
+
+    @property
+    def label(self) -> str:
+        if self is BulkAction.DISABLE:
+            return "Disable (no mail until enabled again)"
+        verb, publication = self.value.split(":")
+        return f"{'Add' if verb == 'add' else 'Remove'} the {publication}"
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What a bulk action did: contacts changed, already so, and refused (with why)."""
+
+    changed: int
+    unchanged: int
+    refused: tuple[str, ...]
+
+    def summary(self) -> str:
+        text = f"{self.changed} changed, {self.unchanged} already so"
+        if self.refused:
+            text += f", {len(self.refused)} refused"
+        return text
+
+
+def apply_bulk(
+    session: Session, contact_ids: list[int], action: BulkAction, *, actor: str
+) -> BulkOutcome:
+    """Do ``action`` to each contact, each through the same rules as one at a time (the
+    firewall refuses the bulletin for a contact outside the LEPs; an ended subscription
+    stays ended). A refused contact is left as it was and named. Audited per contact and
+    once for the whole; the caller commits.
+    """
+    changed = unchanged = 0
+    refused: list[str] = []
+    for contact_id in dict.fromkeys(contact_ids):
+        try:
+            with session.begin_nested():
+                if action is BulkAction.DISABLE:
+                    done = set_status(session, contact_id, ContactStatus.DISABLED, actor=actor)
+                else:
+                    done = _bulk_subscription(session, contact_id, action, actor)
+        except ContactFieldError as exc:
+            refused.append(f"contact {contact_id}: {exc}")
+            continue
+        if done:
+            changed += 1
+        else:
+            unchanged += 1
+    outcome = BulkOutcome(changed, unchanged, tuple(refused))
+    audit.record(
+        session,
+        actor,
+        "contacts:bulk",
+        f"{len(contact_ids)} contacts",
+        f"{action}: {outcome.summary()}",
+    )
+    return outcome
+
+
+def _bulk_subscription(session: Session, contact_id: int, action: BulkAction, actor: str) -> bool:
+    verb, name = action.value.split(":")
+    publication = Publication(name)
+    contact = live_contact(session, contact_id)
+    if not _subscribe_by_staff(session, contact, publication, verb == "add"):
+        return False
+    contact.updated_at = clock.now()
+    audit.record(
+        session,
+        actor,
+        "contact:subscriptions",
+        f"contact {contact_id}",
+        f"{publication} {'on' if verb == 'add' else 'off'} (bulk)",
+    )
+    return True
 
 
 def link_stated(
@@ -352,35 +624,52 @@ class ContactRow:
     contact_id: int = 0
 
 
-def _like_pattern(text: str) -> str:
-    """A LIKE pattern matching ``text`` anywhere, its own % and _ taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+@dataclass(frozen=True)
+class ContactFilter:
+    """Which contacts a listing shows (every field optional; all given must match)."""
+
+    organisation: str | None = None  # name or short name, exactly (any case)
+    role: Role | None = None
+    search: str | None = None  # part of the name or the address
+    stated: bool = False  # only those with a stated organisation to review
+    kind: OrganisationKind | None = None  # the organisation's kind
+    status: ContactStatus | None = None
+    publication: Publication | None = None  # an active subscription to it
 
 
-def _rows_query(
-    organisation: str | None, role: Role | None, search: str | None, stated: bool = False
-) -> sa.Select[Contact, Organisation]:
+def _rows_query(where: ContactFilter) -> sa.Select[Contact, Organisation]:
     query = (
         sa.select(Contact, Organisation)
         .join(Organisation, col(Organisation.id) == col(Contact.organisation_id))
         .where(col(Contact.status) != ContactStatus.ERASED)
         .order_by(col(Contact.id))
     )
-    if organisation:
-        key = organisation.casefold()
+    if where.organisation:
+        key = where.organisation.casefold()
         query = query.where(
             sa.or_(
                 sa.func.lower(col(Organisation.name)) == key,
                 sa.func.lower(col(Organisation.short_name)) == key,
             )
         )
-    if role is not None:
-        query = query.where(col(Contact.role) == role)
-    if stated:
+    if where.role is not None:
+        query = query.where(col(Contact.role) == where.role)
+    if where.kind is not None:
+        query = query.where(col(Organisation.kind) == where.kind)
+    if where.status is not None:
+        query = query.where(col(Contact.status) == where.status)
+    if where.publication is not None:
+        query = query.where(
+            sa.exists().where(
+                col(Subscription.contact_id) == col(Contact.id),
+                col(Subscription.publication) == where.publication,
+                col(Subscription.status) == SubscriptionStatus.ACTIVE,
+            )
+        )
+    if where.stated:
         query = query.where(col(Contact.stated_organisation).is_not(None))
-    if search:
-        pattern = _like_pattern(search.casefold())
+    if where.search:
+        pattern = like_pattern(where.search.casefold())
         query = query.where(
             sa.or_(
                 sa.func.lower(col(Contact.email)).like(pattern, escape="\\"),
@@ -397,12 +686,21 @@ def iter_contacts(
     role: Role | None = None,
     search: str | None = None,
     stated: bool = False,
+    kind: OrganisationKind | None = None,
+    status: ContactStatus | None = None,
+    publication: Publication | None = None,
     limit: int | None = None,
+    offset: int = 0,
     chunk: int = 1000,
 ) -> Iterator[ContactRow]:
     """Contacts (not erased) in id order with their active and ended publications, streamed;
-    with ``stated``, only those with a stated organisation for staff to review."""
-    query = _rows_query(organisation, role, search, stated)
+    with ``stated``, only those with a stated organisation for staff to review; ``kind``,
+    ``status`` and ``publication`` (an active subscription) filter too. ``offset`` and
+    ``limit`` give one page."""
+    where = ContactFilter(organisation, role, search, stated, kind, status, publication)
+    query = _rows_query(where)
+    if offset:
+        query = query.offset(offset)
     if limit:
         query = query.limit(limit)
     yield from _rows(session, query, chunk=chunk)
@@ -451,7 +749,7 @@ def _rows(
 
 def contact_row(session: Session, contact_id: int) -> ContactRow | None:
     """One contact as :func:`iter_contacts` lists it, found by its id."""
-    query = _rows_query(None, None, None).where(col(Contact.id) == contact_id)
+    query = _rows_query(ContactFilter()).where(col(Contact.id) == contact_id)
     found = list(_rows(session, query, chunk=1))  # read to the end: the cursor closes
     return found[0] if found else None
 
@@ -463,12 +761,34 @@ def count_contacts(
     role: Role | None = None,
     search: str | None = None,
     stated: bool = False,
+    kind: OrganisationKind | None = None,
+    status: ContactStatus | None = None,
+    publication: Publication | None = None,
 ) -> int:
     """How many contacts match the same filters as :func:`iter_contacts`."""
-    query = _rows_query(organisation, role, search, stated).order_by(None)
+    where = ContactFilter(organisation, role, search, stated, kind, status, publication)
+    query = _rows_query(where).order_by(None)
     return int(
         session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     )
+
+
+def listing(
+    session: Session, where: ContactFilter, *, offset: int = 0, limit: int | None = None
+) -> tuple[list[ContactRow], int]:
+    """One page of the contacts ``where`` selects (``limit`` from ``offset``, in id order)
+    and how many it selects in all: what the console's pages and ``contacts list`` show."""
+    query = _rows_query(where)
+    total = int(
+        session.execute(
+            sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+        ).scalar_one()
+    )
+    if offset:
+        query = query.offset(offset)
+    if limit:
+        query = query.limit(limit)
+    return list(_rows(session, query, chunk=max(1, min(limit or 1000, 1000)))), total
 
 
 def export_csv(session: Session, out: TextIO) -> int:

@@ -38,6 +38,7 @@ from mailer import (
     sessions,
     subscriptions,
     tokens,
+    uploads,
 )
 from mailer.calendar import Decision
 from mailer.models import Slot
@@ -365,6 +366,10 @@ class Daemon:
         purged = await self._db(lambda s: subscriptions.purge_unconfirmed(s, settings.signup))
         if purged:
             log.info("forgot %s sign-ups never confirmed", purged)
+        kept_for = timedelta(minutes=settings.contacts_import.keep_upload_minutes)
+        gone = await asyncio.to_thread(uploads.purge, self.config.var_dir, kept_for)
+        if gone:
+            log.info("forgot %s uploaded files past their time", gone)
         if self._housekept_on != now.date():
             await self._db(self._housekeep)
             self._housekept_on = now.date()

@@ -109,6 +109,12 @@ def get_by_id(session: Session, model: type[_Row], row_id: int) -> _Row | None:
     return session.get(model, row_id)
 
 
+def like_pattern(text: str) -> str:
+    """A LIKE pattern (escape ``\\``) matching ``text`` anywhere, its own % and _ literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def rowcount(result: Any) -> int:
     """Rows an UPDATE, DELETE or INSERT statement touched."""
     return int(getattr(result, "rowcount", 0) or 0)

@@ -1,8 +1,10 @@
-"""The events diary: dated events for internal, external or both audiences.
+"""The events diary: dated events for internal, external or both audiences; one event a
+date and title.
 
 Errors::
 
-    EventError   an event's field is invalid (the message names the field, or file and line)
+    EventError   an event's field is invalid or it is already in the diary (the message
+                 names the field, or file and line; ``field`` says which form field)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
+from mailer.db import get_by_id
 from mailer.markup import single_line
 from mailer.models import Event, EventAudience, Publication
 
@@ -23,7 +26,11 @@ REQUIRED_COLUMNS = ("date", "title")
 
 
 class EventError(ValueError):
-    """An event cannot be stored."""
+    """An event cannot be stored; ``field`` names the field at fault, if one is."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -40,15 +47,19 @@ def audiences_for(publication: Publication) -> tuple[EventAudience, ...]:
 
 
 def check_link(link: str | None, field: str = "link") -> str | None:
-    """An optional http(s) link.
+    """An optional https link (readers follow it from an email: never plain http).
 
-    :raises EventError: the link is not http or https.
+    :raises EventError: the link is not an https address.
     """
-    if not link:
+    if not link or not link.strip():
         return None
     link = link.strip()
-    if not link.startswith(("https://", "http://")) or any(c.isspace() for c in link):
-        raise EventError(f"{field}: expected an http(s) address, got {link!r}")
+    if (
+        not link.lower().startswith("https://")
+        or len(link) <= len("https://")
+        or any(c.isspace() for c in link)
+    ):
+        raise EventError(f"{field}: expected an https address, got {link!r}", field)
     return link
 
 
@@ -56,7 +67,32 @@ def _text(value: str, field: str, *, required: bool = True) -> str:
     try:
         return single_line(value, field, required=required)
     except ValueError as exc:
-        raise EventError(str(exc)) from None
+        raise EventError(str(exc), field) from None
+
+
+def _check_new(session: Session, starts_on: date, title: str, event_id: int | None = None) -> None:
+    """:raises EventError: another event has this date and title (in any case)."""
+    same_day = session.exec(
+        select(Event).where(col(Event.starts_on) == starts_on, col(Event.id) != (event_id or 0))
+    )
+    for other in same_day:
+        if other.title.casefold() == title.casefold():
+            raise EventError(
+                f"title: {other.title!r} on {starts_on.isoformat()} is already in the diary "
+                f"(event {other.id})",
+                "title",
+            )
+
+
+def get(session: Session, event_id: int) -> Event:
+    """The event with this id.
+
+    :raises EventError: there is none.
+    """
+    event = get_by_id(session, Event, event_id)
+    if event is None:
+        raise EventError(f"there is no event {event_id} (see `mailer events list --all`)")
+    return event
 
 
 def add(
@@ -70,7 +106,8 @@ def add(
 ) -> Event:
     """Add an event to the diary.
 
-    :raises EventError: the title is empty, a field holds a line break, or the link is bad.
+    :raises EventError: the title is empty, a field holds a line break, the link is not
+        https, or an event with this date and title is already in the diary.
     """
     event = Event(
         starts_on=starts_on,
@@ -79,7 +116,44 @@ def add(
         link=check_link(link),
         audience=audience,
     )
+    _check_new(session, event.starts_on, event.title)
     session.add(event)
+    session.flush()
+    return event
+
+
+def edit(
+    session: Session,
+    event_id: int,
+    starts_on: date,
+    title: str,
+    *,
+    location: str = "",
+    link: str | None = None,
+    audience: EventAudience = EventAudience.BOTH,
+) -> Event:
+    """Change every field of an event (issues not yet approved show it changed).
+
+    :raises EventError: there is no such event, or as :func:`add`.
+    """
+    event = get(session, event_id)
+    title = _text(title, "title")
+    location = _text(location, "location", required=False)
+    link = check_link(link)
+    _check_new(session, starts_on, title, event.id)
+    event.starts_on, event.title, event.location = starts_on, title, location
+    event.link, event.audience = link, audience
+    session.flush()
+    return event
+
+
+def delete(session: Session, event_id: int) -> Event:
+    """Take an event out of the diary; returns it as it was.
+
+    :raises EventError: there is no such event.
+    """
+    event = get(session, event_id)
+    session.delete(event)
     session.flush()
     return event
 
@@ -135,7 +209,9 @@ def import_csv(session: Session, path: Path) -> EventImport:
                     try:
                         when = date.fromisoformat(raw_date)
                     except ValueError:
-                        raise EventError(f"date: expected YYYY-MM-DD, got {raw_date!r}") from None
+                        raise EventError(
+                            f"date: expected YYYY-MM-DD, got {raw_date!r}", "date"
+                        ) from None
                     raw_audience = (row.get("audience") or "both").strip().casefold()
                     try:
                         audience = EventAudience(raw_audience)

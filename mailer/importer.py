@@ -17,17 +17,17 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, col, select
 
-from mailer import audiences, clock
+from mailer import audiences, audit, clock
 from mailer.contacts import (
     ContactFieldError,
     clean_name,
@@ -38,6 +38,7 @@ from mailer.contacts import (
     parse_lawful_basis,
     parse_publications,
     parse_role,
+    to_spreadsheet_cell,
 )
 from mailer.models import (
     Contact,
@@ -708,3 +709,60 @@ def import_contacts(
         session.commit()
     report.rejected.sort(key=lambda p: p.line)
     return report
+
+
+def add_contact(
+    session: Session,
+    fields: Mapping[str, str],
+    *,
+    zone: ZoneInfo,
+    actor: str,
+    source: str | None = None,
+) -> Contact:
+    """Add one contact exactly as importing a file of one row would (the same checks:
+    address, name, organisation, role, lawful basis and consent date, the firewall on
+    publications, the suppression list). ``fields`` holds the import's columns by name;
+    an address already on file is refused rather than updated. Audited by ``actor``; the
+    caller commits.
+
+    :raises ContactFieldError: a field is not valid (``field`` names it), the address is
+        already a contact's, or it is suppressed.
+    """
+    cells = {column: fields.get(column, "") for column in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
+    try:
+        row = _Reader(Directory.load(session), zone).check(1, cells)
+    except _RowRejected as exc:
+        raise ContactFieldError(f"{exc.field}: {exc.reason}", exc.field) from None
+    existing = session.exec(select(Contact).where(col(Contact.email) == row.email)).first()
+    if existing is not None:
+        raise ContactFieldError(f"email: {row.email} is already contact {existing.id}", "email")
+    report = ImportReport(path=Path("(form)"), encoding="utf-8", dry_run=False)
+    _Writer(session, report, False, (source or f"added by {actor}")[:_SOURCE_MAX]).write([row])
+    if report.rejected:
+        raise ContactFieldError(f"email: {report.rejected[0].reason}", "email")
+    contact = session.exec(select(Contact).where(col(Contact.email) == row.email)).one()
+    organisation = session.get(Organisation, row.organisation_id)
+    audit.record(
+        session,
+        actor,
+        "contact:add",
+        f"contact {contact.id}",
+        f"{organisation.name if organisation else '?'}; "
+        f"{', '.join(sorted(row.publications)) or 'no publications'}",
+    )
+    return contact
+
+
+PROBLEM_COLUMNS = ("line", "outcome", "email", "field", "reason")
+
+
+def write_problems(report: ImportReport, out: TextIO) -> int:
+    """Write every rejected and skipped row of ``report`` as CSV, in line order, each cell
+    safe for a spreadsheet. Returns the number of rows written."""
+    problems = [("rejected", p) for p in report.rejected] + [("skipped", p) for p in report.skipped]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(PROBLEM_COLUMNS)
+    for outcome, problem in sorted(problems, key=lambda item: item[1].line):
+        cells = [str(problem.line), outcome, problem.email, problem.field, problem.reason]
+        writer.writerow([to_spreadsheet_cell(cell) for cell in cells])
+    return len(problems)

@@ -13,7 +13,7 @@ Errors::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -342,3 +342,38 @@ def slot_label(slot_at: datetime | None, zone: ZoneInfo) -> str:
         return "-"
     local = slot_at.astimezone(zone)
     return f"{local:%a} {local.day} {local:%b %Y %H:%M}"
+
+
+_NUMBER_WORDS = (
+    "no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve",
+)  # fmt: skip
+
+
+def _counted(n: int, unit: str) -> str:
+    word = _NUMBER_WORDS[n] if n < len(_NUMBER_WORDS) else str(n)
+    return f"{word} {unit}{'' if n == 1 else 's'}"
+
+
+def span_words(delta: timedelta) -> str:
+    """A span for people, rounded down: 'seven weeks', 'three days', '40 minutes'."""
+    seconds = abs(delta.total_seconds())
+    hours, days = int(seconds // 3600), int(seconds // 86400)
+    if hours < 1:
+        return _counted(max(1, int(seconds // 60)), "minute")
+    if days < 2:
+        return _counted(hours, "hour")
+    if days < 14:
+        return _counted(days, "day")
+    if days < 70:
+        return _counted(days // 7, "week")
+    return _counted(days // 30, "month")
+
+
+def slot_timing(slot_at: datetime | None, now: datetime, zone: ZoneInfo) -> str:
+    """How now stands to an issue's slot: 'seven weeks before its slot on Thu 21 Jan 2027
+    09:30', 'two hours after its slot on …', or 'it has no slot'."""
+    if slot_at is None:
+        return "it has no slot"
+    side = "before" if slot_at > now else "after"
+    return f"{span_words(slot_at - now)} {side} its slot on {slot_label(slot_at, zone)}"

@@ -143,6 +143,24 @@ def classify(code: int) -> Outcome:
     return Outcome.DEFERRED
 
 
+def _check_sendable(issue: Issue) -> None:
+    if issue.status not in SENDABLE:
+        raise issues.IssueStateError(
+            f"issue {issue.id} is {issue.status}: only an approved issue can be sent "
+            "(`mailer issue approve` first)"
+        )
+
+
+def would_queue(session: Session, issue: Issue, rule: AudienceRule) -> int:
+    """How many deliveries :func:`enqueue` would queue now (the same audience, counted by
+    the same query), for a confirmation; changes nothing.
+
+    :raises IssueStateError: the issue is not approved (or scheduled).
+    """
+    _check_sendable(issue)
+    return audiences.count(session, issue.publication, rule)
+
+
 def enqueue(session: Session, issue: Issue, rule: AudienceRule) -> int:
     """Snapshot the audience into the outbox and mark the issue as sending.
 
@@ -150,11 +168,7 @@ def enqueue(session: Session, issue: Issue, rule: AudienceRule) -> int:
 
     :raises IssueStateError: the issue is not approved (or scheduled).
     """
-    if issue.status not in SENDABLE:
-        raise issues.IssueStateError(
-            f"issue {issue.id} is {issue.status}: only an approved issue can be sent "
-            "(`mailer issue approve` first)"
-        )
+    _check_sendable(issue)
     now = clock.now()
     members = audiences.members(issue.publication, rule).subquery()
     table = Delivery.metadata.tables["deliveries"]

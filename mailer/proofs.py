@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from mailer import audiences
-from mailer.contacts import ContactFieldError, normalise_email
+from mailer.contacts import ContactFieldError, clean_name, normalise_email
 from mailer.messages import (
     DkimKey,
     MessageTemplate,
@@ -27,7 +29,7 @@ from mailer.messages import (
 from mailer.models import Contact, Issue, Organisation, StaffAccount
 from mailer.publications import PublicationDefinition
 from mailer.rendering import RenderedIssue
-from mailer.settings import NetworkSettings
+from mailer.settings import NetworkSettings, ProofSettings
 from mailer.tokens import TokenSigner
 from mailer.transports import Reply, Transport
 
@@ -156,16 +158,30 @@ def screenshots(html: Path, out_dir: Path, widths: Sequence[int] = WIDTHS) -> tu
 
 @dataclass(frozen=True)
 class ProofRecipients:
-    """Addresses a test of one issue may go to, as :func:`proof_recipients` checked them."""
+    """Addresses a test of one issue may go to, as :func:`proof_recipients` checked them,
+    and the name each is greeted by."""
 
     issue_id: int
     addresses: tuple[str, ...]
+    names: tuple[str, ...] = ()
+
+    def name_of(self, index: int) -> str:
+        if index < len(self.names):
+            return self.names[index]
+        return self.addresses[index].split("@")[0]
 
 
-def proof_recipients(session: Session, issue: Issue, addresses: Sequence[str]) -> ProofRecipients:
+def proof_recipients(
+    session: Session,
+    issue: Issue,
+    addresses: Sequence[str],
+    names: Mapping[str, str] | None = None,
+) -> ProofRecipients:
     """Check who a test of ``issue`` may go to. A test is a copy of the issue, so the
     firewall holds for it too: a test of an internal publication goes only to staff
     accounts and to contacts who may receive it (:func:`mailer.audiences.may_receive`).
+    Each is greeted by the name in ``names``, else their name as a contact, else the
+    part of the address before the @.
 
     :raises ProofError: an address is not valid, or may not see this issue.
     """
@@ -182,7 +198,99 @@ def proof_recipients(session: Session, issue: Issue, addresses: Sequence[str]) -
                 "publication goes only to staff accounts and contacts of LEPs"
             )
         checked.append(address)
-    return ProofRecipients(issue.id, tuple(checked))
+    known: dict[str, str] = {
+        email: name
+        for email, name in session.execute(
+            sa.select(col(Contact.email), col(Contact.name)).where(col(Contact.email).in_(checked))
+        )
+    }
+    greeted = tuple(
+        (names or {}).get(address) or known.get(address) or address.split("@")[0]
+        for address in checked
+    )
+    return ProofRecipients(issue.id, tuple(checked), greeted)
+
+
+@dataclass(frozen=True)
+class Seed:
+    """An address offered for a test send: its name, and whether it may see the issue."""
+
+    email: str
+    name: str
+    allowed: bool
+
+
+def _configured_seeds(settings: ProofSettings) -> dict[str, str]:
+    """``[proofs] seed_addresses`` as address -> name ("" when none is given).
+
+    :raises ProofError: an entry is not a valid address.
+    """
+    found: dict[str, str] = {}
+    for entry in settings.seed_addresses:
+        name, raw = parseaddr(entry)
+        try:
+            address = normalise_email(raw)
+        except ContactFieldError as exc:
+            raise ProofError(f"[proofs] seed_addresses: {exc}") from None
+        try:
+            found.setdefault(address, clean_name(name) if name.strip() else "")
+        except ContactFieldError:
+            found.setdefault(address, "")
+    return found
+
+
+def seeds(session: Session, issue: Issue, settings: ProofSettings) -> list[Seed]:
+    """The seed list for a test of ``issue``: every staff account that may log in, then
+    ``[proofs] seed_addresses``; each with the name the test greets them by and whether
+    the firewall lets them see it (a test of the bulletin: staff and LEP contacts only).
+
+    :raises ProofError: ``seed_addresses`` holds an invalid address.
+    """
+    listed: dict[str, str] = {
+        email: ""
+        for email in session.exec(
+            select(StaffAccount.email)
+            .where(col(StaffAccount.disabled_at).is_(None))
+            .order_by(col(StaffAccount.email))
+        )
+    }
+    for address, name in _configured_seeds(settings).items():
+        listed[address] = listed.get(address) or name
+    checked = proof_recipients(
+        session,
+        issue,
+        [a for a in listed if not issue.publication.internal or _may_see(session, issue, a)],
+        {a: n for a, n in listed.items() if n},
+    )
+    allowed = dict(zip(checked.addresses, checked.names, strict=True))
+    return [
+        Seed(address, allowed.get(address) or name or address.split("@")[0], address in allowed)
+        for address, name in listed.items()
+    ]
+
+
+def seed_recipients(
+    session: Session, issue: Issue, chosen: Sequence[str], settings: ProofSettings
+) -> ProofRecipients:
+    """The chosen seeds, checked: each must be in the seed list (:func:`seeds`) and may
+    see the issue; each is greeted by their own name.
+
+    :raises ProofError: none chosen, one is not a seed, or may not see the issue.
+    """
+    offered = {seed.email: seed for seed in seeds(session, issue, settings)}
+    picked: list[str] = []
+    for raw in chosen:
+        try:
+            address = normalise_email(raw)
+        except ContactFieldError as exc:
+            raise ProofError(str(exc)) from None
+        if address not in offered:
+            raise ProofError(f"{address} is not in the seed list ([proofs] seed_addresses)")
+        if address not in picked:
+            picked.append(address)
+    if not picked:
+        raise ProofError("choose at least one address to send the test to")
+    return proof_recipients(session, issue, picked, {a: offered[a].name for a in picked})
 
 
 def _may_see(session: Session, issue: Issue, address: str) -> bool:
@@ -217,9 +325,9 @@ async def send_tests(
     key = issue_key(issue.publication.value, issue.number)
     replies = []
     try:
-        for address in recipients.addresses:
+        for index, address in enumerate(recipients.addresses):
             personal = Personal(
-                name=address.split("@")[0],
+                name=recipients.name_of(index),
                 email=address,
                 token=signer.recipient(0, issue.id),
                 message_id=f"<test.{key}.{secrets.token_hex(6)}@{domain}>",

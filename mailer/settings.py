@@ -16,10 +16,12 @@ import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_ENV = "MAILER_CONFIG"
@@ -465,6 +467,43 @@ class ImportSettings(_Section):
         ge=1,
         description="Rejected rows listed in full on screen; the rest are counted.",
     )
+    keep_upload_minutes: int = Field(
+        60,
+        ge=1,
+        le=24 * 60,
+        description=(
+            "How long the console keeps a file checked by a dry run, for its apply step "
+            "(and the problems report for download)."
+        ),
+    )
+
+
+class ProofSettings(_Section):
+    """Test sends of an issue."""
+
+    seed_addresses: tuple[str, ...] = Field(
+        (),
+        strict=False,
+        description=(
+            "Addresses the console offers for test sends besides the staff accounts, as "
+            '"Name <address>" (each greeted by that name) or a bare address.'
+        ),
+    )
+
+    @field_validator("seed_addresses")
+    @classmethod
+    def _seeds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            _, address = parseaddr(entry)
+            try:
+                if any(ch in entry for ch in "\r\n"):
+                    raise EmailNotValidError("a line break")
+                validate_email(address, check_deliverability=False, allow_smtputf8=False)
+            except EmailNotValidError as exc:
+                raise ValueError(
+                    f'{entry!r} is not "Name <address>" or an address: {exc}'
+                ) from None
+        return value
 
 
 class OpsSettings(_Section):
@@ -529,6 +568,7 @@ class Settings(_Section):
     publications: PublicationsSettings = Field(
         default_factory=PublicationsSettings, description="Each publication's rhythm."
     )
+    proofs: ProofSettings = Field(default_factory=ProofSettings, description="Test sends.")
     contacts_import: ImportSettings = Field(
         default_factory=ImportSettings,
         alias="import",

@@ -165,12 +165,40 @@ def set_password(session: Session, email: str, password: str) -> StaffAccount:
     return account
 
 
+ROLES = {
+    StaffRole.EDITOR: "composes issues, keeps the events diary and contacts, sends tests",
+    StaffRole.APPROVER: "also approves, schedules and sends issues, and changes the calendar",
+    StaffRole.ADMIN: "also manages staff accounts and people's personal data (export, erase)",
+}
+
+
+def _keep_an_admin(session: Session, account: StaffAccount, doing: str) -> None:
+    """:raises StaffError: ``account`` is the only enabled admin (no one could manage the
+    accounts afterwards but the command line)."""
+    if account.role is not StaffRole.ADMIN or account.disabled_at is not None:
+        return
+    others = session.exec(
+        select(StaffAccount.id).where(
+            col(StaffAccount.role) == StaffRole.ADMIN,
+            col(StaffAccount.disabled_at).is_(None),
+            col(StaffAccount.id) != account.id,
+        )
+    ).first()
+    if others is None:
+        raise StaffError(
+            f"{account.email} is the last admin: cannot {doing}; make another account "
+            "admin first (`mailer staff role EMAIL admin`)"
+        )
+
+
 def set_role(session: Session, email: str, role: StaffRole) -> StaffAccount:
     """Give an account another role; its sessions end (the next login has the new role).
 
-    :raises StaffError: there is no such account.
+    :raises StaffError: there is no such account, or it is the last admin and would not be.
     """
     account = find(session, email)
+    if role is not StaffRole.ADMIN:
+        _keep_an_admin(session, account, f"make it an {role}")
     if account.role is not role:
         account.role = role
         session.flush()
@@ -183,9 +211,11 @@ def set_disabled(session: Session, email: str, disabled: bool) -> StaffAccount:
     """Disable an account (it cannot log in, its sessions end; its history stays) or
     enable it again.
 
-    :raises StaffError: there is no such account.
+    :raises StaffError: there is no such account, or it is the last admin (disabling).
     """
     account = find(session, email)
+    if disabled:
+        _keep_an_admin(session, account, "disable it")
     account.disabled_at = clock.now() if disabled else None
     if not disabled:
         _unlock(account)

@@ -218,35 +218,15 @@ def confirm(session: Session, key: bytes, token: str, settings: SignupSettings) 
     contact.updated_at = now
     session.flush()
     assert contact.id is not None
-    if _set(session, contact.id, Publication.NEWSLETTER, SubscriptionStatus.ACTIVE):
+    if contacts.set_subscription(
+        session, contact.id, Publication.NEWSLETTER, SubscriptionStatus.ACTIVE
+    ):
         audit.record(
             session, READER, "subscribe", f"contact {contact.id}", "newsletter, sign-up confirmed"
         )
     signup.confirmed_at = now
     session.commit()
     return contact
-
-
-def _set(
-    session: Session, contact_id: int, publication: Publication, status: SubscriptionStatus
-) -> bool:
-    """Set one subscription; returns whether anything changed."""
-    found = session.exec(
-        select(Subscription).where(
-            col(Subscription.contact_id) == contact_id,
-            col(Subscription.publication) == publication,
-        )
-    ).first()
-    if found is None:
-        if status is not SubscriptionStatus.ACTIVE:
-            return False
-        session.add(Subscription(contact_id=contact_id, publication=publication, status=status))
-        return True
-    if found.status is status:
-        return False
-    found.status = status
-    found.updated_at = clock.now()
-    return True
 
 
 @dataclass(frozen=True)
@@ -304,7 +284,9 @@ def unsubscribe(
     who = reader(session, signer, token)
     publication = who.issue.publication if who.issue else Publication.NEWSLETTER
     assert who.contact.id is not None
-    if _set(session, who.contact.id, publication, SubscriptionStatus.UNSUBSCRIBED):
+    if contacts.set_subscription(
+        session, who.contact.id, publication, SubscriptionStatus.UNSUBSCRIBED
+    ):
         detail = publication if channel == "link" else f"{publication} (by {channel})"
         audit.record(session, READER, "unsubscribe", f"contact {who.contact.id}", detail)
     session.commit()
@@ -336,7 +318,7 @@ def update_preferences(
     for publication in sorted(who.offered):
         active = publication in wanted
         status = SubscriptionStatus.ACTIVE if active else SubscriptionStatus.UNSUBSCRIBED
-        if _set(session, who.contact.id, publication, status):
+        if contacts.set_subscription(session, who.contact.id, publication, status):
             changed.append(f"{publication} {'on' if active else 'off'}")
     if changed:
         audit.record(

@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from mailer import clock
-from mailer.db import session_scope
+from mailer.db import like_pattern, session_scope
 from mailer.models import CapturedMessage
 from mailer.settings import Config
 
@@ -130,6 +132,27 @@ class CaptureTransport:
 
     async def close(self) -> None:
         return None
+
+
+def captured(
+    session: Session, *, search: str | None = None, offset: int = 0, limit: int = 50
+) -> tuple[list[CapturedMessage], int]:
+    """One page of the captured messages, newest first, and how many there are in all;
+    with ``search``, only those whose subject or recipients contain it (any case)."""
+    query = select(CapturedMessage)
+    if search:
+        pattern = like_pattern(search.casefold())
+        query = query.where(
+            sa.or_(
+                sa.func.lower(col(CapturedMessage.subject)).like(pattern, escape="\\"),
+                sa.func.lower(col(CapturedMessage.recipients)).like(pattern, escape="\\"),
+            )
+        )
+    total = session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    rows = session.exec(
+        query.order_by(col(CapturedMessage.id).desc()).offset(offset).limit(limit)
+    ).all()
+    return list(rows), int(total)
 
 
 class SmtpTransport:

@@ -250,7 +250,7 @@ def test_staff_compose_preview_approve_send_and_watch(
     expect(editor.get_by_text("Saved.")).to_be_visible()
     preview = editor.frame_locator("iframe[title='Preview at 600 pixels']")
     expect(preview.get_by_role("link", name="Skills England opens its doors")).to_be_visible()
-    _click(editor.get_by_role("button", name="Send a test to me"))
+    _click(editor.get_by_role("button", name="Send the test"))
     expect(
         editor.get_by_text(re.compile("Test sent to editor@lepnetwork.example: 250"))
     ).to_be_visible()
@@ -266,7 +266,9 @@ def test_staff_compose_preview_approve_send_and_watch(
     approver.goto(issue_url)
     _click(approver.get_by_role("button", name="Approve", exact=True))
     expect(approver.get_by_text(re.compile(r"Approved, scheduled for \d{4}/\d{2}"))).to_be_visible()
-    _click(approver.get_by_role("button", name="Send now"))
+    _click(approver.get_by_role("link", name="Send now"))
+    expect(approver.get_by_role("heading", name=re.compile("now to 12 recipients"))).to_be_visible()
+    approver.get_by_role("button", name="Send to 12 now").click()
     expect(approver.get_by_role("heading", name=re.compile("Bulletin .*: sent"))).to_be_visible(
         timeout=30_000
     )

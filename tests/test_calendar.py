@@ -249,3 +249,28 @@ def test_a_slot_just_past_when_first_planned_still_goes_out_within_grace(
     with clock.frozen(_at("2027-01-07T10:00")):  # half an hour after the first bulletin's slot
         views = calendar.year_view(session, 2027, SETTINGS)
     assert views[0].status == "planned"
+
+
+def test_slots_passed_before_the_installation_are_counted_apart_not_as_a_shortfall(
+    session: Session,
+) -> None:
+    # Installed on 1 December 2026: every bulletin of 2026 has passed, none is short.
+    with clock.frozen(datetime(2026, 12, 1, 12, tzinfo=UTC)):
+        views = calendar.year_view(session, 2026, SETTINGS)
+        bulletin = calendar.year_counts(views, SETTINGS)[0]
+        assert all(v.before_setup and not v.changeable for v in views)
+        assert (bulletin.planned, bulletin.before_setup, bulletin.warning) == (0, 22, None)
+        # A slot staff skip still counts as a shortfall, installation or not.
+        upcoming = calendar.year_view(session, 2027, SETTINGS)
+        assert not any(v.before_setup for v in upcoming)
+        calendar.skip_slot(session, upcoming[0].id, calendar.BEFORE_SETUP)
+        skipped = calendar.year_view(session, 2027, SETTINGS)
+        assert skipped[0].note == calendar.BEFORE_SETUP and not skipped[0].before_setup
+        assert calendar.year_counts(skipped, SETTINGS)[0].warning == (
+            "21 bulletins planned; the target is 22"
+        )
+    # Mid-year: the passed slots and the ones to come add up to the target.
+    with clock.frozen(datetime(2028, 6, 1, tzinfo=UTC)):
+        bulletin = calendar.year_counts(calendar.year_view(session, 2028, SETTINGS), SETTINGS)[0]
+    assert bulletin.planned + bulletin.before_setup == 22 and bulletin.before_setup > 0
+    assert bulletin.warning is None

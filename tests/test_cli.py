@@ -278,3 +278,34 @@ def test_a_report_and_warnings_are_safe_to_open(project: Path, tmp_path: Path) -
         rows = list(csv.DictReader(handle))
     assert [(r["line"], r["email"]) for r in rows] == [("2", '\'=HYPERLINK("http://x")')]
     assert "Zoë" in run("contacts", "list").output
+
+
+def test_events_add_refuses_a_duplicate_and_a_plain_http_link(project: Path) -> None:
+    assert run("init").exit_code == 0
+    added = run(
+        "events", "add", "2027-03-10", "LEP Network conference", "--link", "https://c.example"
+    )
+    assert added.exit_code == 0, added.output
+    twice = run("events", "add", "2027-03-10", "LEP network conference")
+    assert twice.exit_code == 2
+    assert "title: 'LEP Network conference' on 2027-03-10 is already in the diary" in twice.output
+    plain = run("events", "add", "2027-03-11", "Skills fair", "--link", "http://fair.example")
+    assert plain.exit_code == 2
+    assert "link: expected an https address, got 'http://fair.example'" in plain.output
+    assert "Skills fair" not in run("events", "list", "--all").output
+
+
+def test_staff_commands_keep_the_last_admin(project: Path) -> None:
+    assert run("init").exit_code == 0
+    assert run("staff", "add", "boss@lepnetwork.example", "--role", "admin").exit_code == 0
+    for command in (
+        ("role", "boss@lepnetwork.example", "editor"),
+        ("disable", "boss@lepnetwork.example"),
+    ):
+        refused = run("staff", *command)
+        assert refused.exit_code == 2
+        assert "boss@lepnetwork.example is the last admin" in refused.output
+    assert run("staff", "add", "deputy@lepnetwork.example", "--role", "admin").exit_code == 0
+    assert run("staff", "disable", "boss@lepnetwork.example").exit_code == 0
+    last = run("staff", "role", "deputy@lepnetwork.example", "approver")
+    assert last.exit_code == 2 and "deputy@lepnetwork.example is the last admin" in last.output

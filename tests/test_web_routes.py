@@ -20,12 +20,26 @@ ADMINS = (StaffRole.ADMIN,)
 # they must be, so a route that loses its role fails here.
 SENIOR = {
     ("POST", "/staff/issues/{issue_id}/approve"): APPROVERS,
+    ("GET", "/staff/issues/{issue_id}/cancel"): APPROVERS,
     ("POST", "/staff/issues/{issue_id}/cancel"): APPROVERS,
     ("POST", "/staff/issues/{issue_id}/reopen"): APPROVERS,
+    ("GET", "/staff/issues/{issue_id}/send"): APPROVERS,
     ("POST", "/staff/issues/{issue_id}/send"): APPROVERS,
     ("GET", "/staff/contacts/{contact_id}/data.json"): ADMINS,
+    ("GET", "/staff/contacts/{contact_id}/erase"): ADMINS,
     ("POST", "/staff/contacts/{contact_id}/erase"): ADMINS,
     ("POST", "/staff/sessions/end-all"): ADMINS,
+    ("POST", "/staff/calendar/plan"): APPROVERS,
+    ("POST", "/staff/calendar/add"): APPROVERS,
+    ("POST", "/staff/calendar/{slot_id}/move"): APPROVERS,
+    ("POST", "/staff/calendar/{slot_id}/skip"): APPROVERS,
+    ("GET", "/staff/accounts"): ADMINS,
+    ("POST", "/staff/accounts"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/role"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/password"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/disable"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/enable"): ADMINS,
+    ("POST", "/staff/accounts/{account_id}/end-sessions"): ADMINS,
 }
 
 
@@ -78,3 +92,18 @@ def test_every_console_route_refuses_anonymous_and_too_junior_staff(
         assert answer.status_code == 403, (method, path, junior, answer.status_code)
         tried += 1
     assert tried >= 6
+
+
+def test_a_missing_console_page_keeps_the_menu_and_a_public_one_is_a_page(
+    engine: Engine, tmp_path: Path
+) -> None:
+    site = build_site(engine, tmp_path)
+    client = site.client()
+    public = client.get("/no-such-page")
+    assert public.status_code == 404 and "text/html" in public.headers["content-type"]
+    assert "Newsletter archive" in public.text and "Staff console" not in public.text
+    login(client, "editor")
+    for path in ("/staff/no-such-page", "/staff/issues/999999", "/staff/contacts/abc"):
+        missing = client.get(path)
+        assert missing.status_code == 404, path
+        assert 'aria-label="Staff console"' in missing.text, path  # the menu stays

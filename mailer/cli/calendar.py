@@ -21,7 +21,6 @@ from mailer import calendar, clock, db, ops
 from mailer.cli.output import print_document, print_json, table, warn
 from mailer.cli.state import State, console, err, fail, state
 from mailer.daemon import Daemon, Outage
-from mailer.issuefile import parse_slot
 from mailer.models import Publication
 
 app = typer.Typer(
@@ -31,10 +30,7 @@ app = typer.Typer(
 
 
 def _when(value: str, current: State) -> datetime:
-    when = parse_slot(value, current.config.settings.calendar.zone, "time")
-    if when is None:
-        fail(f"expected a date and time like 2027-03-04T09:30, got {value!r}")
-    return when
+    return calendar.parse_when(value, current.config.settings.calendar.zone)
 
 
 def _local(moment: datetime, zone: str, year: bool = True) -> str:
@@ -111,7 +107,10 @@ def show(
         )
         for count in counts:
             kind = "cap" if count.is_cap else "target"
-            err.print(f"{count.publication}: {count.planned} of {kind} {count.target}")
+            before = (
+                f" ({count.before_setup} before this installation)" if count.before_setup else ""
+            )
+            err.print(f"{count.publication}: {count.planned} of {kind} {count.target}{before}")
     for count in counts:
         if count.warning:
             warn(count.warning)
@@ -136,6 +135,7 @@ def plan_command(
     current = state(ctx)
     with current.session() as session:
         added = calendar.plan_newsletters(session, year, current.config.settings)
+        current.audit(session, "calendar:plan", str(year), f"{len(added)} newsletters")
     console.print(f"Planned {len(added)} newsletters in {year}")
 
 

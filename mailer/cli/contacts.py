@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,14 +16,14 @@ from mailer.cli.output import AsJson, print_document, record, table, warn
 from mailer.cli.state import console, err, fail, state
 from mailer.contacts import (
     ContactFieldError,
-    count_contacts,
+    ContactFilter,
     export_csv,
-    iter_contacts,
     link_stated,
+    listing,
     parse_role,
-    to_spreadsheet_cell,
 )
-from mailer.importer import ImportReport, import_contacts
+from mailer.importer import ImportReport, import_contacts, write_problems
+from mailer.models import ContactStatus, OrganisationKind, Publication
 
 app = typer.Typer(help="The contact database: import, export, list.", no_args_is_help=True)
 
@@ -44,14 +43,9 @@ def _check_writable(path: Path, option: str) -> None:
 
 
 def _write_report(path: Path, report: ImportReport) -> None:
-    problems = [("rejected", p) for p in report.rejected] + [("skipped", p) for p in report.skipped]
     try:
         with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["line", "outcome", "email", "field", "reason"])
-            for outcome, problem in sorted(problems, key=lambda item: item[1].line):
-                cells = [str(problem.line), outcome, problem.email, problem.field, problem.reason]
-                writer.writerow([to_spreadsheet_cell(cell) for cell in cells])
+            write_problems(report, handle)
     except OSError as exc:
         done = "checked" if report.dry_run else "imported"
         fail(f"the file was {done}, but the report {path} cannot be written: {exc.strerror or exc}")
@@ -224,32 +218,43 @@ def list_command(
             "--stated", help="Only sign-ups with a stated organisation for staff to review."
         ),
     ] = False,
+    kind: Annotated[
+        OrganisationKind | None,
+        typer.Option("--kind", help="The organisation's kind, e.g. lep or government."),
+    ] = None,
+    status: Annotated[
+        ContactStatus | None,
+        typer.Option("--status", help="active, disabled or suppressed."),
+    ] = None,
+    publication: Annotated[
+        Publication | None,
+        typer.Option("--publication", help="Only contacts subscribed to it (active)."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=0, help="Rows to show (0: all).")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Rows to skip first (a later page).")] = 0,
     as_json: AsJson = False,
 ) -> None:
-    """List contacts in a table.
+    """List contacts in a table (the console's contacts page has the same filters).
 
     Example: mailer contacts list --org D2N2 --role chair
+    Example: mailer contacts list --kind government --publication newsletter --offset 50
     Example: mailer contacts list --stated      # sign-ups waiting for `contacts link`
     """
     try:
         parsed_role = parse_role(role) if role else None
     except ContactFieldError as exc:
         fail(f"--role: {exc}")
+    filters = ContactFilter(
+        organisation=org,
+        role=parsed_role,
+        search=search,
+        stated=stated,
+        kind=kind,
+        status=status,
+        publication=publication,
+    )
     with state(ctx).session() as session:
-        total = count_contacts(
-            session, organisation=org, role=parsed_role, search=search, stated=stated
-        )
-        rows = list(
-            iter_contacts(
-                session,
-                organisation=org,
-                role=parsed_role,
-                search=search,
-                stated=stated,
-                limit=limit or None,
-            )
-        )
+        rows, total = listing(session, filters, offset=offset, limit=limit or None)
     if as_json:
         print_document(
             {

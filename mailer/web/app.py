@@ -30,6 +30,7 @@ from mailer.web.pages import (
     log_out,
     page,
     redirect,
+    visitor,
 )
 
 
@@ -116,6 +117,7 @@ def create_app(
                 "message": messages_.get(exc.status_code, str(exc.detail)),
             },
             status=exc.status_code,
+            staff=visitor(request),
         )
 
     @app.exception_handler(DataError)
@@ -150,6 +152,7 @@ def create_app(
                 "message.html",
                 {"title": "Not found", "message": "There is no page at this address."},
                 status=404,
+                staff=visitor(request),
             )
         return page(
             request,

@@ -213,6 +213,18 @@ def require_role(account: StaffAccount, *roles: StaffRole) -> None:
         raise Forbidden(f"this needs the {wanted} role; you are an {account.role}")
 
 
+def visitor(request: Request) -> StaffAccount | None:
+    """The logged-in member of staff on a console address, if any (error pages keep the
+    console's menu for them); nobody elsewhere."""
+    if not request.url.path.startswith("/staff") or not request.cookies.get(SESSION_COOKIE):
+        return None
+    with Session(context(request).engine, expire_on_commit=False) as session:
+        try:
+            return staff_of(request, session)
+        except LoginRequired:
+            return None
+
+
 def page(
     request: Request,
     name: str,

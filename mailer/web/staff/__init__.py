@@ -8,9 +8,11 @@ from fastapi.responses import Response
 
 from mailer.calendar import CalendarError
 from mailer.issues import IssueError
-from mailer.web.pages import page
+from mailer.web.pages import page, visitor
 from mailer.web.staff import (
     account,
+    accounts,
+    calendar,
     contacts,
     dashboard,
     events,
@@ -27,7 +29,19 @@ GUARDED = [Depends(signed_in), Depends(csrf_checked)]
 public = login.router  # the login form and logout: no login needed
 # Every guarded page's own router (tests walk them: each must refuse the anonymous).
 GUARDED_ROUTERS = [
-    m.router for m in (dashboard, issues, mailbox, events, contacts, account, logs, media)
+    m.router
+    for m in (
+        dashboard,
+        issues,
+        media,
+        calendar,
+        mailbox,
+        events,
+        contacts,
+        account,
+        accounts,
+        logs,
+    )
 ]
 router = APIRouter(dependencies=GUARDED)
 for each in GUARDED_ROUTERS:
@@ -40,7 +54,13 @@ for each in (contacts.uploads, media.uploads):
 
 # Known errors from the domain become a page, not a traceback.
 def _unknown(request: Request, exc: Exception) -> Response:
-    return page(request, "message.html", {"title": "Not found", "message": str(exc)}, status=404)
+    return page(
+        request,
+        "message.html",
+        {"title": "Not found", "message": str(exc)},
+        status=404,
+        staff=visitor(request),
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -6,11 +6,12 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Form, Request
+from fastapi.responses import Response
 from sqlmodel import Session
 
 from mailer import audit
 from mailer.models import StaffAccount, StaffRole
-from mailer.web.pages import check_csrf, context, db, require_role, staff_of
+from mailer.web.pages import check_csrf, context, db, page, require_role, staff_of
 
 DB = Annotated[Session, Depends(db)]
 CSRF = Annotated[str, Form()]
@@ -63,3 +64,14 @@ def audit_action(
 
 def local_zone(request: Request) -> ZoneInfo:
     return context(request).config.settings.calendar.zone
+
+
+def not_found(request: Request, account: StaffAccount, message: str) -> Response:
+    """A 404 page that keeps the console's menu: ``message`` says what is not there."""
+    return page(
+        request,
+        "message.html",
+        {"title": "Not found", "message": message},
+        status=404,
+        staff=account,
+    )

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from mailer import (
     calendar,
+    clock,
     editorial,
     issuefile,
     issues,
@@ -93,13 +94,16 @@ def _checks(
         return [], str(exc)
 
 
-def _actions(account: StaffAccount, session: Session, issue: Issue) -> dict[str, Any]:
+def _actions(
+    request: Request, account: StaffAccount, session: Session, issue: Issue
+) -> dict[str, Any]:
     """What the Actions section (test, approve, send, reopen, cancel) needs."""
     slots = editorial.open_slots(session, issue.publication, issue_id=issue.id)
     return {
         "slots": slots,
         "own_slot": next((s for s in slots if s.number == issue.number), None),
         "can_approve": staff.can_approve(account.role),
+        "seeds": proofs.seeds(session, issue, context(request).config.settings.proofs),
         "frozen": issue.status in issues.FROZEN,
     }
 
@@ -120,7 +124,7 @@ def _issue_page(
     """The structured editor: the form, the preview beside it, the checks and actions."""
     findings, render_error = _checks(request, session, issue)
     zone = local_zone(request)
-    actions = _actions(account, session, issue)
+    actions = _actions(request, account, session, issue)
     library = _library(session)
     root = context(request).config.settings.web.root
     choices = [(slot.send_at.astimezone(zone).isoformat(), slot) for slot in actions["slots"]]
@@ -357,7 +361,15 @@ def issue_preview(
 
 
 @router.post("/issues/{issue_id}/test")
-async def issue_test(request: Request, account: Staff, issue_id: RowId, session: DB) -> Response:
+async def issue_test(
+    request: Request,
+    account: Staff,
+    issue_id: RowId,
+    session: DB,
+    to: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies defaults)
+) -> Response:
+    """A test to the seeds ticked (yourself when none is): each greeted by their own name;
+    the bulletin's test only to staff and LEP contacts (the firewall)."""
     ctx = context(request)
     config = ctx.config
     issue = issues.get(session, issue_id)
@@ -374,15 +386,15 @@ async def issue_test(request: Request, account: Staff, issue_id: RowId, session:
     try:
         replies = await proofs.send_tests(
             template,
-            proofs.proof_recipients(session, issue, [account.email]),
+            proofs.seed_recipients(session, issue, to or [account.email], config.settings.proofs),
             issue=issue,
             signer=ctx.signer,
             transport=ctx.new_transport(),
             domain=config.settings.network.domain,
             dkim=messages.dkim_key(config),
         )
-        reply = replies[0][1]
-        flash(request, f"Test sent to {account.email}: {reply.code} {reply.message}")
+        sent = "; ".join(f"{address}: {reply.code} {reply.message}" for address, reply in replies)
+        flash(request, f"Test sent to {sent}")
     except (TransportError, proofs.ProofError) as exc:
         flash(request, f"The test could not be sent: {exc}")
     return redirect(f"/staff/issues/{issue_id}")
@@ -426,8 +438,49 @@ def issue_approve(
     return redirect(f"/staff/issues/{issue_id}")
 
 
+@router.get("/issues/{issue_id}/cancel", response_class=HTMLResponse, dependencies=[APPROVER])
+def issue_cancel_confirm(
+    request: Request, account: Staff, issue_id: RowId, session: DB
+) -> Response:
+    """What cancelling will do, asked before it is done. Changes nothing."""
+    issue = issues.get(session, issue_id)
+    if IssueStatus.CANCELLED not in issues.TRANSITIONS[issue.status]:
+        flash(request, f"Issue {issue_id} is {issue.status}: it cannot be cancelled.")
+        return redirect(f"/staff/issues/{issue_id}")
+    name = f"{issue.publication.value} {issue.number}"
+    when = issues.slot_label(issue.slot_at, local_zone(request))
+    slot = f" at its slot on {when}" if issue.slot_at else ""
+    return page(
+        request,
+        "staff/confirm.html",
+        {
+            "title": f"Cancel {name}",
+            "question": f"Cancel {name}: it will not be sent{slot}?",
+            "points": [
+                "This cannot be undone: a cancelled issue is never sent, and cannot be reopened.",
+                "To change it and send it later instead, go back and reopen it.",
+            ],
+            "action": f"/staff/issues/{issue_id}/cancel",
+            "button": f"Cancel {name}",
+            "danger": True,
+            "back": f"/staff/issues/{issue_id}",
+            "back_label": "Keep it",
+        },
+        staff=account,
+    )
+
+
 @router.post("/issues/{issue_id}/cancel", dependencies=[APPROVER])
-def issue_cancel(request: Request, account: Staff, issue_id: RowId, session: DB) -> Response:
+def issue_cancel(
+    request: Request,
+    account: Staff,
+    issue_id: RowId,
+    session: DB,
+    confirm: Annotated[str, Form()] = "",
+) -> Response:
+    """Cancel the issue, once its confirmation page said what that does."""
+    if confirm != "yes":
+        return redirect(f"/staff/issues/{issue_id}/cancel")
     try:
         issues.cancel(session, issues.get(session, issue_id))
         audit_action(session, account, "issue:cancel", f"issue {issue_id}")
@@ -450,10 +503,57 @@ def issue_reopen(request: Request, account: Staff, issue_id: RowId, session: DB)
     return redirect(f"/staff/issues/{issue_id}")
 
 
+@router.get("/issues/{issue_id}/send", response_class=HTMLResponse, dependencies=[APPROVER])
+def issue_send_confirm(request: Request, account: Staff, issue_id: RowId, session: DB) -> Response:
+    """What sending now will do (to how many, and when its slot was), asked before it is
+    done; the recipients are counted as the send would choose them. Changes nothing."""
+    ctx = context(request)
+    issue = issues.get(session, issue_id)
+    rule = publications.load(ctx.config.lists_dir, issue.publication).audience
+    try:
+        recipients = outbox.would_queue(session, issue, rule)
+    except issues.IssueStateError as exc:
+        flash(request, str(exc))
+        return redirect(f"/staff/issues/{issue_id}")
+    name = f"{issue.publication.value} {issue.number}"
+    timing = issues.slot_timing(issue.slot_at, clock.now(), local_zone(request))
+    points = [
+        "Sending starts at once and cannot be undone.",
+        "Each recipient is checked again just before their copy goes (unsubscribed, "
+        "suppressed or disabled since: skipped).",
+    ]
+    if recipients == 0:
+        points.insert(0, "Nobody would receive it: no contact is subscribed and active.")
+    return page(
+        request,
+        "staff/confirm.html",
+        {
+            "title": f"Send {name} now",
+            "question": f"Send {name} now to {recipients:,} "
+            f"recipient{'' if recipients == 1 else 's'}, {timing}?",
+            "points": points,
+            "action": f"/staff/issues/{issue_id}/send",
+            "button": f"Send to {recipients:,} now",
+            "danger": False,
+            "back": f"/staff/issues/{issue_id}",
+            "back_label": "Not now",
+        },
+        staff=account,
+    )
+
+
 @router.post("/issues/{issue_id}/send", dependencies=[APPROVER])
 def issue_send(
-    request: Request, account: Staff, issue_id: RowId, session: DB, background: BackgroundTasks
+    request: Request,
+    account: Staff,
+    issue_id: RowId,
+    session: DB,
+    background: BackgroundTasks,
+    confirm: Annotated[str, Form()] = "",
 ) -> Response:
+    """Send the issue now, once its confirmation page said to how many and when."""
+    if confirm != "yes":
+        return redirect(f"/staff/issues/{issue_id}/send")
     ctx = context(request)
     issue = issues.get(session, issue_id)
     try:

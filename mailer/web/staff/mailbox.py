@@ -1,4 +1,4 @@
-"""The mailbox of captured messages (the capture transport)."""
+"""The mailbox of captured messages (the capture transport): search, pages, each message."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from mailer import (
     issues,
+    transports,
 )
 from mailer.db import get_by_id
 from mailer.models import (
@@ -24,19 +25,40 @@ from mailer.web.pages import (
     email_page,
     page,
 )
-from mailer.web.staff.common import DB, Staff
+from mailer.web.paging import Pager
+from mailer.web.staff.common import DB, Staff, local_zone
 
 router = APIRouter()
 
 
+PAGE_SIZE = 50
+
+
 @router.get("/mailbox", response_class=HTMLResponse)
-def mailbox(request: Request, account: Staff, session: DB) -> Response:
-    captured = session.exec(
-        select(CapturedMessage).order_by(col(CapturedMessage.id).desc()).limit(200)
-    ).all()
+def mailbox(request: Request, account: Staff, session: DB, q: str = "") -> Response:
+    """Captured messages, newest first, a page at a time; ``q`` searches subject and
+    recipients."""
+    search, raw_page = q.strip()[:200], request.query_params.get("page")
+    asked = Pager.asked(raw_page, PAGE_SIZE)
+    captured, total = transports.captured(session, search=search, offset=asked, limit=PAGE_SIZE)
+    pager = Pager.of("/staff/mailbox", raw_page, PAGE_SIZE, total, {"q": search})
+    if pager.offset != asked:  # beyond the end: the last page
+        captured, total = transports.captured(
+            session, search=search, offset=pager.offset, limit=PAGE_SIZE
+        )
     transport = context(request).config.settings.smtp.transport
     return page(
-        request, "staff/mailbox.html", {"messages": captured, "transport": transport}, staff=account
+        request,
+        "staff/mailbox.html",
+        {
+            "messages": captured,
+            "transport": transport,
+            "q": search,
+            "pager": pager,
+            "total": total,
+            "zone": local_zone(request),
+        },
+        staff=account,
     )
 
 
