@@ -263,15 +263,21 @@ def document(session: Session, issue: Issue) -> IssueDocument:
     )
 
 
-def content(session: Session, issue: Issue, zone: ZoneInfo) -> IssueContent:
-    """What the issue says, with the events diary for its audience from its slot's day
-    (in ``zone``, the calendar's time zone)."""
-    start = (issue.slot_at or clock.now()).astimezone(zone).date()
-    diary = tuple(
+def diary(
+    session: Session, publication: Publication, slot_at: datetime | None, zone: ZoneInfo
+) -> tuple[EventContent, ...]:
+    """The events diary an issue of ``publication`` carries: its audience's events from
+    its slot's day (in ``zone``, the calendar's time zone), or from today."""
+    start = (slot_at or clock.now()).astimezone(zone).date()
+    return tuple(
         EventContent(e.starts_on, e.title, e.location, e.link)
-        for e in events.upcoming(session, issue.publication, start)
+        for e in events.upcoming(session, publication, start)
     )
-    return document(session, issue).content(diary)
+
+
+def content(session: Session, issue: Issue, zone: ZoneInfo) -> IssueContent:
+    """What the issue says, with the events diary it carries (:func:`diary`)."""
+    return document(session, issue).content(diary(session, issue.publication, issue.slot_at, zone))
 
 
 def rendering(

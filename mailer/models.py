@@ -562,3 +562,34 @@ class DeliveryCount(SQLModel, table=True):
         nullable=False,
     )
     count: int = Field(default=0)
+
+
+class MediaImage(SQLModel, table=True):
+    """An image of the media library, stored under var/media/ by the hash of its bytes."""
+
+    __tablename__ = "media"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80, unique=True)  # sha256 of the stored bytes + extension
+    content_type: str = Field(max_length=40)
+    width: int
+    height: int
+    size: int
+    alt: str = Field(max_length=300)
+    original_name: str = Field(default="", max_length=200)
+    uploaded_by: str = Field(max_length=320)
+    created_at: datetime = _timestamp()
+
+
+class IssueAutosave(SQLModel, table=True):
+    """What a member of staff last typed in an issue's editor, kept until saved or discarded
+    (the form's fields as JSON: it may not yet be a valid issue)."""
+
+    __tablename__ = "issue_autosaves"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "staff_email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issues.id", ondelete="CASCADE", index=True)
+    staff_email: str = Field(max_length=320)
+    form: str = Field(sa_type=sa.Text)
+    saved_at: datetime = _timestamp()

@@ -143,6 +143,9 @@ class WebSettings(_Section):
     upload_limit_mb: int = Field(
         20, ge=1, le=2048, description="Largest contacts file the console accepts, in MB."
     )
+    image_limit_mb: int = Field(
+        5, ge=1, le=100, description="Largest image the console's media library accepts, in MB."
+    )
 
     @property
     def root(self) -> str:

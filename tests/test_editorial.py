@@ -462,7 +462,7 @@ def test_console_approver_who_edited_last_is_refused_until_another_approves(
     page = client.get(f"/staff/issues/{draft.id}")
     text = _front(BULLETIN_TEXT, preheader="Skills England's assessment and the spring conference")
     saved = client.post(
-        f"/staff/issues/{draft.id}", data={"csrf": csrf_of(page.text), "text": text}
+        f"/staff/issues/{draft.id}/raw", data={"csrf": csrf_of(page.text), "text": text}
     )
     assert saved.status_code == 303, saved.text
     with Session(engine) as session:
@@ -494,7 +494,7 @@ def test_console_saving_an_issue_for_a_time_that_is_no_slot_is_refused(
     page = client.get(f"/staff/issues/{draft.id}")
     text = _front(BULLETIN_TEXT, number=None, slot="2027-08-12T09:30")
     response = client.post(
-        f"/staff/issues/{draft.id}", data={"csrf": csrf_of(page.text), "text": text}
+        f"/staff/issues/{draft.id}/raw", data={"csrf": csrf_of(page.text), "text": text}
     )
     assert response.status_code == 422
     shown = html.unescape(response.text)
@@ -771,11 +771,11 @@ def test_console_in_new_york_reads_local_slots_and_labels_the_new_york_date(
     )
     assert made.status_code == 303
     issue_id = int(made.headers["location"].rsplit("/", 1)[1])
-    page = editor.get(f"/staff/issues/{issue_id}")
+    page = editor.get(f"/staff/issues/{issue_id}/raw")  # the issue file itself
     assert "slot: '2027-01-07T09:30:00-05:00'" in html.unescape(page.text)
     text = _front(BULLETIN_TEXT, number=None, slot="'2027-03-04T21:00'")
     saved = editor.post(
-        f"/staff/issues/{issue_id}", data={"csrf": csrf_of(page.text), "text": text}
+        f"/staff/issues/{issue_id}/raw", data={"csrf": csrf_of(page.text), "text": text}
     )
     assert saved.status_code == 303, saved.text
     issue = _status(site, issue_id)

@@ -60,7 +60,8 @@ class Limits:
         return cls(
             public=web.form_limit_kb * 1024,
             console=CONSOLE_LIMIT,
-            upload=web.upload_limit_mb * 1024 * 1024,
+            # The contacts import and the media library's upload (its form fields too).
+            upload=max(web.upload_limit_mb, web.image_limit_mb + 1) * 1024 * 1024,
         )
 
 
@@ -106,8 +107,9 @@ def security_headers(path: str) -> list[tuple[bytes, bytes]]:
         (b"content-security-policy", SITE_POLICY.encode()),
         (b"x-frame-options", b"DENY"),
     ]
-    if not path.startswith("/static/"):
-        # Pages name people (preferences, the console); none is worth caching.
+    if not path.startswith(("/static/", "/media/")):
+        # Pages name people (preferences, the console); none is worth caching. The media
+        # library's images are named by their content and say how long to keep them.
         headers.append((b"cache-control", b"no-store"))
     return headers
 

@@ -6,10 +6,10 @@ from contextlib import suppress
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from mailer import issues, notices, publications
+from mailer import issues, media, notices, publications
 from mailer.models import Issue, IssueStatus, Publication
 from mailer.subscriptions import (
     LinkError,
@@ -248,3 +248,27 @@ def archive_issue(request: Request, issue_id: RowId, session: DB) -> Response:
             status=404,
         )
     return _email_page(request, session, issue, "reader", "archive")
+
+
+@router.get("/media/{name}")
+def media_file(request: Request, name: str) -> Response:
+    """An image of the media library, as email programs fetch it: named by its content,
+    so it may be kept for a year. Only library names are served (no path, no other file)."""
+    found = media.file_of(media.folder_of(context(request).config.var_dir), name)
+    if found is None:
+        missing = page(
+            request,
+            "message.html",
+            {"title": "Not found", "message": "There is no image at this address."},
+            status=404,
+        )
+        missing.headers["Cache-Control"] = "no-store"
+        return missing
+    return FileResponse(
+        found,
+        media_type=media.content_type(name),
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "Content-Disposition": "inline",
+        },
+    )

@@ -20,6 +20,7 @@ from mailer.web.staff import (
     login,
     logs,
     mailbox,
+    media,
 )
 from mailer.web.staff.common import csrf_checked, signed_in
 
@@ -29,14 +30,26 @@ public = login.router  # the login form and logout: no login needed
 # Every guarded page's own router (tests walk them: each must refuse the anonymous).
 GUARDED_ROUTERS = [
     m.router
-    for m in (dashboard, issues, calendar, mailbox, events, contacts, account, accounts, logs)
+    for m in (
+        dashboard,
+        issues,
+        media,
+        calendar,
+        mailbox,
+        events,
+        contacts,
+        account,
+        accounts,
+        logs,
+    )
 ]
 router = APIRouter(dependencies=GUARDED)
 for each in GUARDED_ROUTERS:
     router.include_router(each, prefix="/staff")
-uploads = APIRouter(dependencies=GUARDED)  # its own body limit: [web] upload_limit_mb
-uploads.include_router(contacts.uploads, prefix="/staff")
-GUARDED_ROUTERS.append(contacts.uploads)
+uploads = APIRouter(dependencies=GUARDED)  # its own body limit (see guard.Limits)
+for each in (contacts.uploads, media.uploads):
+    uploads.include_router(each, prefix="/staff")
+    GUARDED_ROUTERS.append(each)
 
 
 # Known errors from the domain become a page, not a traceback.

@@ -1,11 +1,14 @@
-"""Issues in the console: list, compose, preview, test, approve, send, and the send report."""
+"""Issues in the console: list, compose (the structured editor, or the issue file itself),
+preview, test, approve, send, and the send report."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session
 
 from mailer import (
@@ -15,6 +18,7 @@ from mailer import (
     issuefile,
     issues,
     lint,
+    media,
     messages,
     outbox,
     proofs,
@@ -25,6 +29,7 @@ from mailer.models import (
     DeliveryStatus,
     Issue,
     IssueStatus,
+    MediaImage,
     Publication,
     StaffAccount,
 )
@@ -37,6 +42,7 @@ from mailer.web.pages import (
     page,
     redirect,
 )
+from mailer.web.staff import issue_form
 from mailer.web.staff.common import APPROVER, DB, Staff, audit_action, local_zone
 
 router = APIRouter()
@@ -72,46 +78,76 @@ def issue_new(
     return redirect(f"/staff/issues/{issue.id}")
 
 
+def _library(session: Session) -> dict[str, MediaImage]:
+    return {row.name: row for row in media.listing(session)}
+
+
+def _checks(
+    request: Request, session: Session, issue: Issue
+) -> tuple[list[lint.Finding], str | None]:
+    ctx = context(request)
+    definition = publications.load(ctx.config.lists_dir, issue.publication)
+    try:
+        rendered = issues.rendering(session, issue, ctx.renderer, definition)
+        return lint.lint(issues.content(session, issue, local_zone(request)), rendered), None
+    except Exception as exc:  # a broken template must not hide the editor
+        return [], str(exc)
+
+
+def _actions(
+    request: Request, account: StaffAccount, session: Session, issue: Issue
+) -> dict[str, Any]:
+    """What the Actions section (test, approve, send, reopen, cancel) needs."""
+    slots = editorial.open_slots(session, issue.publication, issue_id=issue.id)
+    return {
+        "slots": slots,
+        "own_slot": next((s for s in slots if s.number == issue.number), None),
+        "can_approve": staff.can_approve(account.role),
+        "seeds": proofs.seeds(session, issue, context(request).config.settings.proofs),
+        "frozen": issue.status in issues.FROZEN,
+    }
+
+
 def _issue_page(
     request: Request,
     session: Session,
     account: StaffAccount,
     issue: Issue,
+    fields: issue_form.IssueFields,
     *,
-    text: str | None = None,
-    error: str | None = None,
+    errors: dict[str, str] | None = None,
+    anchor: str = "",
+    restored: datetime | None = None,
+    draft: bool = False,
     status: int = 200,
 ) -> Response:
-    ctx = context(request)
-    definition = publications.load(ctx.config.lists_dir, issue.publication)
-    findings: list[lint.Finding] = []
-    render_error = None
+    """The structured editor: the form, the preview beside it, the checks and actions."""
+    findings, render_error = _checks(request, session, issue)
     zone = local_zone(request)
-    try:
-        rendered = issues.rendering(session, issue, ctx.renderer, definition)
-        findings = lint.lint(issues.content(session, issue, zone), rendered)
-    except Exception as exc:  # a broken template must not hide the editor
-        render_error = str(exc)
-    slots = editorial.open_slots(session, issue.publication, issue_id=issue.id)
-    own_slot = next((s for s in slots if s.number == issue.number), None)
+    actions = _actions(request, account, session, issue)
+    library = _library(session)
+    root = context(request).config.settings.web.root
+    choices = [(slot.send_at.astimezone(zone).isoformat(), slot) for slot in actions["slots"]]
     return page(
         request,
         "staff/issue.html",
         {
             "issue": issue,
-            "text": text
-            if text is not None
-            else issuefile.dump(issues.document(session, issue), zone),
-            "error": error,
+            "fields": fields,
+            "errors": errors or {},
+            "anchor": anchor,
+            "restored": restored,
+            "draft": draft,
+            "slot_choices": choices,
+            "slot_known": any(value == fields.slot for value, _ in choices),
+            "library": library,
+            "picked": lambda url: issue_form.picked(url, library, root),
+            "http_site": not root.startswith("https://"),
             "render_error": render_error,
             "findings": findings,
             "blocking": lint.errors(findings),
-            "slots": slots,
-            "own_slot": own_slot,
-            "can_approve": staff.can_approve(account.role),
-            "seeds": proofs.seeds(session, issue, ctx.config.settings.proofs),
             "zone": zone,
-            "frozen": issue.status in issues.FROZEN,
+            **actions,
         },
         status=status,
         staff=account,
@@ -120,11 +156,154 @@ def _issue_page(
 
 @router.get("/issues/{issue_id}", response_class=HTMLResponse)
 def issue_edit(request: Request, account: Staff, issue_id: RowId, session: DB) -> Response:
-    return _issue_page(request, session, account, issues.get(session, issue_id))
+    issue = issues.get(session, issue_id)
+    zone = local_zone(request)
+    fields = issue_form.from_document(issues.document(session, issue), zone)
+    kept = issue_form.autosaved(session, issue, account.email)
+    if kept is not None and kept[0] != fields and issue.status is IssueStatus.DRAFT:
+        return _issue_page(request, session, account, issue, kept[0], restored=kept[1], draft=True)
+    return _issue_page(request, session, account, issue, fields)
+
+
+async def _submitted(
+    request: Request, session: Session, issue: Issue
+) -> tuple[issue_form.IssueFields, str]:
+    """The form's fields (library images chosen applied) and its ``op`` button."""
+    form = await request.form()
+    if "subject" not in form:  # not the editor's form: nothing of it may replace a draft
+        raise HTTPException(400, "not the issue editor's form")
+    fields = issue_form.from_form(form, issue.publication)
+    root = context(request).config.settings.web.root
+    issue_form.resolve_picks(fields, _library(session), root)
+    op = form.get("op")
+    return fields, op if isinstance(op, str) else "save"
+
+
+def _save(
+    request: Request,
+    session: Session,
+    account: StaffAccount,
+    issue: Issue,
+    fields: issue_form.IssueFields,
+) -> dict[str, str]:
+    """Save the fields as the issue's content, through the same door as an issue file
+    (:func:`mailer.editorial.save`); each field's error when they cannot be (nothing saved)."""
+    assert issue.id is not None
+    settings = context(request).config.settings
+    document, errors = issue_form.build(fields, settings.calendar.zone)
+    if document is None:
+        return errors
+    try:
+        editorial.save(
+            session, document, issue_id=issue.id, editor=account.email, settings=settings
+        )
+    except editorial.SlotError as exc:
+        session.rollback()
+        return {"slot": f"Slot: {exc}"}
+    except issues.IssueError as exc:
+        session.rollback()
+        return {"form": str(exc)}
+    issue_form.drop(session, issue.id, account.email)
+    return {}
 
 
 @router.post("/issues/{issue_id}", response_class=HTMLResponse)
-def issue_save(
+async def issue_save(request: Request, account: Staff, issue_id: RowId, session: DB) -> Response:
+    """The editor's form: save, or a block operation (add, move, remove) that shows the
+    form again with the change and keeps what was typed as the autosave, saving nothing."""
+    issue = issues.get(session, issue_id)
+    fields, op = await _submitted(request, session, issue)
+    if op == "discard":
+        issue_form.drop(session, issue_id, account.email)
+        session.commit()
+        flash(request, "Your autosaved changes were discarded: this is the issue as saved.")
+        return redirect(f"/staff/issues/{issue_id}")
+    if op != "save":
+        anchor = issue_form.apply(fields, op)
+        if issue.status is IssueStatus.DRAFT:
+            issue_form.keep(session, issue_id, account.email, fields)
+            session.commit()
+        return _issue_page(request, session, account, issue, fields, anchor=anchor, draft=True)
+    errors = _save(request, session, account, issue, fields)
+    if errors:
+        issue = issues.get(session, issue_id)
+        if issue.status is IssueStatus.DRAFT:
+            issue_form.keep(session, issue_id, account.email, fields)
+        session.commit()
+        return _issue_page(
+            request, session, account, issue, fields, errors=errors, draft=True, status=422
+        )
+    session.commit()
+    flash(request, "Saved.")
+    return redirect(f"/staff/issues/{issue_id}")
+
+
+@router.post("/issues/{issue_id}/autosave")
+async def issue_autosave(
+    request: Request, account: Staff, issue_id: RowId, session: DB
+) -> Response:
+    """The editor's script: keep what is typed (the issue itself is not saved), say which
+    fields are wrong and which the library filled in; the preview then shows the draft."""
+    issue = issues.get(session, issue_id)
+    if issue.status is not IssueStatus.DRAFT:
+        return JSONResponse({"error": f"issue {issue_id} is {issue.status}: not editable"}, 409)
+    fields, _ = await _submitted(request, session, issue)
+    saved_at = issue_form.keep(session, issue_id, account.email, fields)
+    session.commit()
+    _, errors = issue_form.build(fields, local_zone(request))
+    filled = {}
+    for s, section in enumerate(fields.sections):
+        for j, item in enumerate(section.items):
+            for key in ("image", "image_alt", "image_size"):
+                filled[f"s{s}.i{j}.{key}"] = getattr(item, key)
+    if not issue.publication.internal:
+        filled["sponsor.logo"] = fields.sponsor.logo
+        filled["sponsor.logo_alt"] = fields.sponsor.logo_alt
+    return JSONResponse(
+        {
+            "saved_at": saved_at.astimezone(local_zone(request)).strftime("%H:%M:%S"),
+            "valid": not errors,
+            "errors": errors,
+            "filled": filled,
+        }
+    )
+
+
+@router.get("/issues/{issue_id}/raw", response_class=HTMLResponse)
+def issue_raw(request: Request, account: Staff, issue_id: RowId, session: DB) -> Response:
+    """Advanced: the issue file itself, as `mailer issue export` writes it."""
+    issue = issues.get(session, issue_id)
+    text = issuefile.dump(issues.document(session, issue), local_zone(request))
+    return _raw_page(request, session, account, issue, text)
+
+
+def _raw_page(
+    request: Request,
+    session: Session,
+    account: StaffAccount,
+    issue: Issue,
+    text: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    return page(
+        request,
+        "staff/issue_raw.html",
+        {
+            "issue": issue,
+            "text": text,
+            "error": error,
+            "frozen": issue.status in issues.FROZEN,
+            "can_approve": staff.can_approve(account.role),
+        },
+        status=status,
+        staff=account,
+    )
+
+
+@router.post("/issues/{issue_id}/raw", response_class=HTMLResponse)
+def issue_raw_save(
     request: Request,
     account: Staff,
     issue_id: RowId,
@@ -138,20 +317,44 @@ def issue_save(
         editorial.save(
             session, document, issue_id=issue_id, editor=account.email, settings=settings
         )
+        issue_form.drop(session, issue_id, account.email)
         session.commit()
     except (issuefile.IssueFileError, issues.IssueError) as exc:
         session.rollback()
-        return _issue_page(request, session, account, issue, text=text, error=str(exc), status=422)
+        return _raw_page(request, session, account, issue, text, error=str(exc), status=422)
     flash(request, "Saved.")
     return redirect(f"/staff/issues/{issue_id}")
 
 
 @router.get("/issues/{issue_id}/preview.html", response_class=HTMLResponse)
-def issue_preview(request: Request, issue_id: RowId, session: DB) -> Response:
+def issue_preview(
+    request: Request, account: Staff, issue_id: RowId, session: DB, draft: str = ""
+) -> Response:
+    """The issue as a reader sees it; ``draft``: as autosaved, when that is a valid issue."""
     ctx = context(request)
     issue = issues.get(session, issue_id)
     definition = publications.load(ctx.config.lists_dir, issue.publication)
-    rendered = issues.rendering(session, issue, ctx.renderer, definition)
+    rendered = None
+    kept = issue_form.autosaved(session, issue, account.email) if draft else None
+    if kept is not None and issue.status is IssueStatus.DRAFT:
+        zone = local_zone(request)
+        document, _ = issue_form.build(kept[0], zone)
+        if document is not None:
+            slot = next(
+                (
+                    s
+                    for s in editorial.open_slots(session, issue.publication, issue_id=issue.id)
+                    if s.send_at == document.slot_at
+                ),
+                None,
+            )
+            number = slot.number if slot is not None else issue.number
+            content = dataclasses.replace(document, number=number).content(
+                issues.diary(session, issue.publication, document.slot_at, zone)
+            )
+            rendered = ctx.renderer.render(content, definition)
+    if rendered is None:
+        rendered = issues.rendering(session, issue, ctx.renderer, definition)
     sample = proofs.sample_personal(ctx.signer, issue, ctx.config.settings.network.domain)
     html, _ = rendered.for_reader(sample.name, sample.token)
     return email_page(html, framed=True)
