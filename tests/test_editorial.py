@@ -698,7 +698,11 @@ def test_property_no_date_in_a_skipped_month_on_a_weekend_or_holiday(
     assert len(newsletters) <= min(cap, 12 - len(skip))
     if calendar.WEEKDAYS.index(weekday) < 5:  # (a Saturday pattern can shift into March)
         assert len({d.month for d in newsletters}) == len(newsletters)
-    assert bulletins, "at least one month is not skipped, so some bulletin is planned"
+    if interval <= 14 and any(m not in skip for m in range(2, 12)):
+        # An open month after January, seen at least twice by the rhythm, gets a bulletin.
+        # (Not always otherwise: a rhythm starting on 27 January on Mondays, with only
+        # January open, has no date left; a long interval can jump a single open month.)
+        assert bulletins, "a month after January is open, so some bulletin is planned"
 
 
 # -- 6. the calendar's time zone everywhere --------------------------------------------------

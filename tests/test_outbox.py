@@ -213,6 +213,7 @@ def test_release_gives_rows_back_and_recover_puts_only_what_was_handed_over_in_d
     # Its journal says it had begun handing the first over when it died; not the second.
     journals = {ghost: journal.Entries(handing=frozenset({lost[0].delivery_id}))}
     alive = f"{socket.gethostname()}:{os.getpid()}:def"
+    claimed_at = clock.now()  # the lease runs from (no earlier than) here
     outbox.claim(session, alive, batch=2)
     assert outbox.recover(session, journals.get) == outbox.Recovered(requeued=1, in_doubt=1)
     rows = list(session.exec(select(Delivery).order_by(col(Delivery.id))))
@@ -226,7 +227,7 @@ def test_release_gives_rows_back_and_recover_puts_only_what_was_handed_over_in_d
     ]
     # A claim from another machine is taken back once its lease has run out; with no
     # journal to read, all of it is in doubt.
-    with clock.frozen(clock.now() + outbox.LEASE - timedelta(seconds=1)):
+    with clock.frozen(claimed_at + outbox.LEASE - timedelta(seconds=1)):
         assert outbox.recover(session).total == 0
     with clock.frozen(clock.now() + outbox.LEASE + timedelta(seconds=1)):
         assert outbox.recover(session) == outbox.Recovered(in_doubt=2)
