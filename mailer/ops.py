@@ -57,12 +57,10 @@ class Status:
     last_error_at: datetime | None
 
     def as_json(self) -> dict[str, Any]:
+        """The fields, with whether the next slot's issue is approved (times are left to
+        the command line's one JSON rule, ``cli.output.jsonable``)."""
         data = asdict(self)
-        for key, value in list(data.items()):
-            if isinstance(value, datetime):
-                data[key] = value.isoformat()
         if self.next_slot is not None:
-            data["next_slot"]["send_at"] = self.next_slot.send_at.isoformat()
             data["next_slot"]["approved"] = self.next_slot.approved
         return data
 
