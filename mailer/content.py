@@ -29,6 +29,7 @@ class ItemContent:
     body: str = ""
     link: str | None = None
     image: ImageContent | None = None
+    contribution: int | None = None  # the LEP's contribution it came from
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from mailer import (
     bounces,
     calendar,
     clock,
+    contributions,
     delivery,
     leadership,
     messages,
@@ -363,6 +364,11 @@ class Daemon:
                 reminder.issue_status,
             )
         await self._schedule_slots()
+        told = await contributions.send_notices(
+            self.engine, self.config, self.signer, self.new_transport
+        )
+        if told:
+            log.info("sent %s emails to contributors (receipts, declines, credits)", told)
         purged = await self._db(lambda s: subscriptions.purge_unconfirmed(s, settings.signup))
         if purged:
             log.info("forgot %s sign-ups never confirmed", purged)

@@ -19,7 +19,8 @@
     The Markdown body of the item ...
 
 A ``## `` line starts a section, a ``### `` line an item; ``Link:``, ``Image:``,
-``Image-Alt:`` and ``Image-Size:`` lines may follow an item's title directly. The
+``Image-Alt:``, ``Image-Size:`` and ``Contribution:`` (the number of the LEP's
+contribution it came from) lines may follow an item's title directly. The
 newsletter may have a ``sponsor:`` mapping (name, link, blurb, logo, logo_alt).
 
 Errors::
@@ -45,9 +46,15 @@ from mailer.models import Publication
 
 FRONT_KEYS = ("publication", "number", "subject", "preheader", "slot", "sponsor")
 SPONSOR_KEYS = ("name", "link", "blurb", "logo", "logo_alt")
-ITEM_KEYS = {"link": "Link", "image": "Image", "image-alt": "Image-Alt", "image-size": "Image-Size"}
+ITEM_KEYS = {
+    "link": "Link",
+    "image": "Image",
+    "image-alt": "Image-Alt",
+    "image-size": "Image-Size",
+    "contribution": "Contribution",
+}
 NUMBER = re.compile(r"^\d{4}/\d{2}$")
-_META = re.compile(r"^(Link|Image|Image-Alt|Image-Size):\s*(.*)$", re.IGNORECASE)
+_META = re.compile(r"^(Link|Image|Image-Alt|Image-Size|Contribution):\s*(.*)$", re.IGNORECASE)
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 
 
@@ -158,11 +165,15 @@ class _ItemDraft:
         elif "image-alt" in self.meta or "image-size" in self.meta:
             raise IssueFileError(f"{where}: Image-Alt or Image-Size without an Image: line")
         link = self.meta.get("link")
+        source = self.meta.get("contribution")
+        if source is not None and not re.fullmatch(r"[1-9]\d{0,11}", source):
+            raise IssueFileError(f"{where}: Contribution: expected its number, got {source!r}")
         return ItemContent(
             title=self.title,
             body="\n".join(self.body).strip("\n"),
             link=_url(link, f"{where}: Link") if link else None,
             image=image,
+            contribution=int(source) if source is not None else None,
         )
 
 
@@ -280,6 +291,8 @@ def dump(document: IssueDocument, zone: ZoneInfo) -> str:
                     lines.append(f"Image-Alt: {item.image.alt}")
                 if item.image.width and item.image.height:
                     lines.append(f"Image-Size: {item.image.width}x{item.image.height}")
+            if item.contribution is not None:
+                lines.append(f"Contribution: {item.contribution}")
             if item.body:
                 lines += ["", item.body]
     return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ from mailer.content import (
     SponsorContent,
 )
 from mailer.db import get_by_id
-from mailer.models import Issue, IssueStatus, Item, Publication, Section
+from mailer.models import Contribution, Issue, IssueStatus, Item, Publication, Section
 from mailer.publications import PublicationDefinition
 from mailer.rendering import RenderedIssue, Renderer, Slots
 
@@ -143,6 +143,7 @@ def _store_content(session: Session, issue: Issue, document: IssueDocument) -> N
                     image_alt=item.image.alt if item.image else None,
                     image_width=item.image.width if item.image else None,
                     image_height=item.image.height if item.image else None,
+                    contribution_id=item.contribution,
                 )
             )
     sponsor = document.sponsor
@@ -152,6 +153,24 @@ def _store_content(session: Session, issue: Issue, document: IssueDocument) -> N
     issue.sponsor_logo = sponsor.logo if sponsor else None
     issue.sponsor_logo_alt = sponsor.logo_alt if sponsor else None
     session.flush()
+
+
+def _check_contributions(session: Session, document: IssueDocument) -> None:
+    named = {
+        item.contribution
+        for section in document.sections
+        for item in section.items
+        if item.contribution is not None
+    }
+    if not named:
+        return
+    known = set(session.exec(select(Contribution.id).where(col(Contribution.id).in_(named))).all())
+    missing = sorted(named - known)
+    if missing:
+        raise IssueError(
+            f"Contribution: there is no contribution {missing[0]} (it may have been erased): "
+            "take the Contribution: line out of that item"
+        )
 
 
 def editable(session: Session, issue_id: int, publication: Publication) -> Issue:
@@ -207,6 +226,7 @@ def save_document(
             f"{document.publication} {number} already exists (issue {clash.id}); "
             "choose another number or leave it out to get the next one"
         )
+    _check_contributions(session, document)
     issue.number = number
     issue.subject = document.subject
     issue.preheader = document.preheader
@@ -237,7 +257,13 @@ def document(session: Session, issue: Issue) -> IssueDocument:
             else None
         )
         by_section.setdefault(item.section_id, []).append(
-            ItemContent(title=item.title, body=item.body, link=item.link, image=image)
+            ItemContent(
+                title=item.title,
+                body=item.body,
+                link=item.link,
+                image=image,
+                contribution=item.contribution_id,
+            )
         )
     sponsor = (
         SponsorContent(

@@ -7,6 +7,7 @@ http, https and mailto addresses. The plain text comes from the same parse.
 
 from __future__ import annotations
 
+import re
 import textwrap
 import unicodedata
 from collections.abc import Sequence
@@ -50,6 +51,8 @@ ALLOWED_ATTRIBUTES = {
 URL_SCHEMES = {"http", "https", "mailto"}
 WIDTH = 76
 
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+
 _parser = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 _parser.enable("table").enable("strikethrough")
 
@@ -68,6 +71,28 @@ def single_line(value: str, field: str, *, max_length: int = 300, required: bool
     if len(text) > max_length:
         raise ValueError(f"{field}: longer than {max_length} characters")
     return text
+
+
+def item_body(body: str) -> str:
+    """An item's Markdown text as an issue file can hold it (line breaks made \\n, blank
+    lines around it dropped): no line may start a new section or item (## or ###, outside
+    a code block), and every code block is closed.
+
+    :raises ValueError: the message names the line.
+    """
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    in_fence = False
+    for number, line in enumerate(body.split("\n"), start=1):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence and line.startswith(("## ", "### ")):
+            raise ValueError(
+                f"Text, line {number}: a line starting with ## or ### would begin a new "
+                "section or item; use **bold** text for a heading inside an item"
+            )
+    if in_fence:
+        raise ValueError("Text: a code block (```) is never closed")
+    return body.strip("\n")
 
 
 def clean_html(html: str) -> str:

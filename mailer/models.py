@@ -307,6 +307,10 @@ class Item(SQLModel, table=True):
     image_alt: str | None = Field(default=None, max_length=300)
     image_width: int | None = None
     image_height: int | None = None
+    # The contribution this item came from, if a LEP sent it in (kept through edits).
+    contribution_id: int | None = Field(
+        default=None, foreign_key="contributions.id", ondelete="SET NULL", index=True
+    )
 
 
 class Event(SQLModel, table=True):
@@ -323,6 +327,9 @@ class Event(SQLModel, table=True):
         default=EventAudience.BOTH,
         sa_type=enum_type(EventAudience, "event_audience"),
         nullable=False,
+    )
+    contribution_id: int | None = Field(
+        default=None, foreign_key="contributions.id", ondelete="SET NULL", index=True
     )
     created_at: datetime = _timestamp()
 
@@ -593,3 +600,67 @@ class IssueAutosave(SQLModel, table=True):
     staff_email: str = Field(max_length=320)
     form: str = Field(sa_type=sa.Text)
     saved_at: datetime = _timestamp()
+
+
+class ContributionKind(StrEnum):
+    """What a LEP sends in for the bulletin."""
+
+    LEP_NEWS = "lep_news"
+    BEST_PRACTICE = "best_practice"
+    EVENT = "event"
+    FUNDING_POLICY = "funding_policy"
+
+    @property
+    def label(self) -> str:
+        return {
+            "lep_news": "LEP news",
+            "best_practice": "Best practice",
+            "event": "Workshop or event",
+            "funding_policy": "Funding or policy update",
+        }[self.value]
+
+
+class ContributionStatus(StrEnum):
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+
+
+class Contribution(SQLModel, table=True):
+    """News, an event or best practice a LEP contact sent in through their bulletin's
+    signed link, waiting for staff to accept it into an issue (or the diary) or decline it."""
+
+    __tablename__ = "contributions"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    organisation_id: int = Field(foreign_key="organisations.id")
+    via_issue_id: int | None = Field(default=None, foreign_key="issues.id")
+    kind: ContributionKind = Field(
+        sa_type=enum_type(ContributionKind, "contribution_kind"), nullable=False
+    )
+    headline: str = Field(max_length=300)
+    body: str = Field(default="", sa_type=sa.Text)
+    link: str | None = Field(default=None, max_length=1000)
+    image_name: str | None = Field(default=None, max_length=80)  # in the media library
+    image_alt: str | None = Field(default=None, max_length=300)
+    event_on: date | None = None
+    event_time: str | None = Field(default=None, max_length=5)
+    event_place: str | None = Field(default=None, max_length=300)
+    status: ContributionStatus = Field(
+        default=ContributionStatus.RECEIVED,
+        sa_type=enum_type(ContributionStatus, "contribution_status"),
+        nullable=False,
+        index=True,
+    )
+    # The issue it was accepted into (an event goes to the diary: events.contribution_id).
+    issue_id: int | None = Field(default=None, foreign_key="issues.id")
+    decline_reason: str | None = Field(default=None, max_length=500)
+    decided_by: str | None = Field(default=None, max_length=320)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # When each email to the contributor went (claimed just before it is sent).
+    receipt_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    decision_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    credit_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    created_at: datetime = _timestamp(index=True)

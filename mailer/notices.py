@@ -1,4 +1,5 @@
-"""Emails to staff (reminders, missed slots, disabled contacts) and sign-up confirmations."""
+"""Emails to staff (reminders, missed slots, disabled contacts), sign-up confirmations, and
+the emails to LEP contributors (receipt, decline, credit)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from mailer import messages
+from mailer import issues, messages
 from mailer.bounces import Disabled
 from mailer.calendar import Reminder
+from mailer.contributions import Due, NoticeKind
 from mailer.models import Publication
 from mailer.settings import Config
+from mailer.tokens import TokenSigner
 from mailer.transports import Reply, Transport
 
 log = logging.getLogger(__name__)
@@ -150,6 +153,56 @@ class Notices:
             subject=f"Please confirm your subscription to the {network.name} newsletter",
             text=text,
             message_id=make_msgid("signup", domain=network.domain),
+        )
+
+    def contribution(self, owed: Due, signer: TokenSigner) -> Notice:
+        """An email to a LEP contributor: the receipt of what they sent in, a decline with
+        its reason, or the sent issue that carries their items (with its view-online
+        link)."""
+        network = self.config.settings.network
+        root = self.config.settings.web.root
+        zone = self.config.settings.calendar.zone
+        values: dict[str, object] = {
+            "name": owed.name,
+            "headline": owed.headlines[0],
+            "headlines": list(owed.headlines),
+            "network": network.name,
+            "address": network.postal_address,
+            "contact": network.contact_email,
+            "privacy": f"{root}/privacy",
+        }
+        first = owed.headlines[0]
+        short = first if len(first) <= 60 else first[:57].rstrip() + "..."
+        if owed.kind == NoticeKind.RECEIPT:
+            proposal = owed.proposal
+            slot = proposal.slot if proposal else None
+            values["slot"] = issues.slot_label(slot.send_at, zone) if slot else ""
+            values["in_time"] = bool(proposal and proposal.in_time)
+            subject, template = f"Received for the bulletin: {short}", "contribution_receipt.txt"
+        elif owed.kind == NoticeKind.DECLINED:
+            values["reason"] = owed.reason
+            subject, template = (
+                f"Not in the bulletin this time: {short}",
+                "contribution_declined.txt",
+            )
+        else:
+            issue = owed.issue
+            assert issue is not None and issue.id is not None
+            values["issue"] = f"bulletin {issue.number}"
+            values["link"] = f"{root}/v/{signer.recipient(owed.contact_id, issue.id)}"
+            subject = (
+                f"Your item is in today's bulletin: {short}"
+                if len(owed.headlines) == 1
+                else f"Your {len(owed.headlines)} items are in today's bulletin"
+            )
+            template = "contribution_credit.txt"
+        return Notice(
+            from_name=network.name,
+            from_address=network.contact_email,
+            to=(owed.email,),
+            subject=subject,
+            text=self.env.get_template(template).render(values),
+            message_id=make_msgid("contribution", domain=network.domain),
         )
 
     async def send(self, transport: Transport, notices: Sequence[Notice]) -> list[Reply]:

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from mailer import audit, clock
+from mailer import audit, clock, contributions
 from mailer.contacts import (
     ContactFieldError,
     email_hash,
@@ -138,6 +138,24 @@ def export_subject(session: Session, email: str) -> dict[str, Any]:
                 .order_by(col(Delivery.id))
             )
         ]
+        data["contributions"] = [
+            {
+                "kind": c.kind.value,
+                "headline": c.headline,
+                "text": c.body,
+                "link": c.link,
+                "image": c.image_name,
+                "image_alt": c.image_alt,
+                "event_on": _iso(c.event_on),
+                "event_time": c.event_time,
+                "event_place": c.event_place,
+                "status": c.status.value,
+                "decline_reason": c.decline_reason,
+                "sent_at": _iso(c.created_at),
+                "decided_at": _iso(c.decided_at),
+            }
+            for c in contributions.of_contact(session, contact.id or 0)
+        ]
         data["bounce_score"] = contact.bounce_score
         data["last_bounce_at"] = _iso(contact.last_bounce_at)
         data["history"] = [
@@ -226,8 +244,14 @@ def _forget_captured(session: Session, address: str) -> list[Path]:
     return found
 
 
-def erase_subject(session: Session, email: str, *, actor: str) -> dict[str, int]:
+def erase_subject(
+    session: Session, email: str, *, actor: str, media_folder: Path | None = None
+) -> dict[str, int]:
     """Erase everything personal about an address; keep a hashed suppression. Commits.
+
+    Their contributions go too (items and events made from them stay in issues, linked
+    to no one); an image only they sent and no item uses goes from the media library in
+    ``media_folder``.
 
     Returns what was removed or reduced, by kind.
 
@@ -237,7 +261,9 @@ def erase_subject(session: Session, email: str, *, actor: str) -> dict[str, int]
     digest = email_hash(address)
     contact = session.exec(select(Contact).where(col(Contact.email) == address)).first()
     removed: Counter[str] = Counter()
+    images: list[str] = []
     if contact is not None and contact.id is not None:
+        removed["contributions"], images = contributions.forget_contact(session, contact.id)
         rows = session.execute(
             sa.select(col(Delivery.issue_id), col(Delivery.status)).where(
                 col(Delivery.contact_id) == contact.id,
@@ -290,6 +316,9 @@ def erase_subject(session: Session, email: str, *, actor: str) -> dict[str, int]
     session.commit()
     for path in captured:
         path.unlink(missing_ok=True)
+    if media_folder is not None:
+        for name in images:
+            (media_folder / name).unlink(missing_ok=True)
     if not flush_wal(session):
         log.warning(
             "erased %s, but a reader kept old pages in the SQLite write-ahead log: they go at "

@@ -175,6 +175,14 @@ class Renderer:
             "privacy": f"{root}/privacy",
         }
 
+    def _links(self, definition: PublicationDefinition, slots: Slots) -> dict[str, str]:
+        """The reader's links; an internal publication's readers (LEP contacts, by the
+        firewall) also get theirs to send news for the next issue."""
+        links = self.links(slots)
+        if definition.publication.internal:
+            links["contribute"] = f"{self.web.root}/contribute/{slots.token}"
+        return links
+
     def _context(
         self, content: IssueContent, definition: PublicationDefinition, slots: Slots, html: bool
     ) -> dict[str, Any]:
@@ -220,7 +228,7 @@ class Renderer:
                 for event in content.events
             ],
             "sponsor": content.sponsor.__dict__ if content.sponsor else None,
-            "links": self.links(slots),
+            "links": self._links(definition, slots),
             "recipient": {"name": slots.name},
             "palette": PALETTE,
         }

@@ -198,6 +198,20 @@ class SignupSettings(_Section):
     )
 
 
+class ContributionSettings(_Section):
+    """What LEP contacts send in for the bulletin through their signed link."""
+
+    per_day: int = Field(
+        5, ge=1, le=100, description="Contributions one contact may send in a day (24 hours)."
+    )
+    headline_chars: int = Field(
+        150, ge=20, le=300, description="Longest headline of a contribution, in characters."
+    )
+    text_chars: int = Field(
+        3000, ge=100, le=20000, description="Longest text of a contribution, in characters."
+    )
+
+
 class StaffSettings(_Section):
     """Staff accounts in the console."""
 
@@ -557,6 +571,9 @@ class Settings(_Section):
         default_factory=SignupSettings, description="The public newsletter sign-up."
     )
     staff: StaffSettings = Field(default_factory=StaffSettings, description="Staff accounts.")
+    contributions: ContributionSettings = Field(
+        default_factory=ContributionSettings, description="Contributions from LEPs."
+    )
     bounces: BounceSettings = Field(
         default_factory=BounceSettings, description="Bounces and complaints."
     )

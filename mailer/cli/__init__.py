@@ -13,6 +13,7 @@ from mailer.cli import (
     bounces,
     calendar,
     contacts,
+    contributions,
     doctor,
     events,
     issues,
@@ -72,6 +73,7 @@ app.add_typer(orgs.app, name="orgs")
 app.add_typer(audience.app, name="audience")
 app.add_typer(issues.app, name="issue")
 app.add_typer(events.app, name="events")
+app.add_typer(contributions.app, name="contributions")
 sending.register(app, issues.app)
 app.add_typer(calendar.app, name="calendar")
 app.command("daemon")(calendar.daemon_command)

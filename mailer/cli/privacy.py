@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from mailer import audit, bounces, privacy
+from mailer import audit, bounces, media, privacy
 from mailer.cli.output import AsJson, pick, print_document, table
 from mailer.cli.state import console, err, fail, state, write_out
 
@@ -68,7 +68,12 @@ def erase_command(
             fail("erasing cannot be undone: add --yes to confirm")
         typer.confirm(f"Erase everything held about {email}? This cannot be undone", abort=True)
     with current.session() as session:
-        removed = privacy.erase_subject(session, email, actor=current.actor)
+        removed = privacy.erase_subject(
+            session,
+            email,
+            actor=current.actor,
+            media_folder=media.folder_of(current.config.var_dir),
+        )
     detail = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(removed.items()) if n)
     console.print(f"Erased: {detail or 'nothing but the suppression was held'}.")
     console.print("The address stays suppressed (as a hash): it will not be imported or mailed.")

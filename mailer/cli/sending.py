@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Column
 
 from mailer import audiences, delivery, issues, messages, outbox, publications, tokens
+from mailer.cli import contributions
 from mailer.cli.issues import issue_json
 from mailer.cli.output import AsJson, print_document, table
 from mailer.cli.state import State, console, err, fail, state
@@ -127,6 +128,9 @@ def send_command(
 
         tally = uvloop.run(_run(sender, issue_id=issue_id, drain=True, on_progress=show))
     _summary(current, issue_id, tally)
+    told = contributions.tell(current)
+    if told:
+        console.print(f"{told} contributors were told their items are in it")
 
 
 def _summary(current: State, issue_id: int, tally: delivery.Tally) -> None:

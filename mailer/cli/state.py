@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from mailer import audit, db, settings, staff
 from mailer.calendar import CalendarError
+from mailer.contributions import ContributionError
 from mailer.delivery import SenderBusy
 from mailer.events import EventError
 from mailer.importer import ImportFileError
@@ -59,6 +60,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     CalendarError,
     StaffError,
     SubjectNotFound,
+    ContributionError,
 )
 
 

@@ -19,7 +19,7 @@ from mailer import staff, tokens
 from mailer.rendering import Renderer
 from mailer.settings import Config
 from mailer.transports import Transport, from_config
-from mailer.web import guard, ops, public
+from mailer.web import contribute, guard, ops, public
 from mailer.web import staff as console
 from mailer.web.pages import (
     HERE,
@@ -74,6 +74,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     # Bodies beyond these are refused with 413 before (or while) they are read.
     app.include_router(public.router, max_body_size=limits.public)
+    app.include_router(contribute.router, max_body_size=limits.contribution)
     app.include_router(console.public, max_body_size=limits.console)
     app.include_router(console.uploads, max_body_size=limits.upload)  # before {contact_id}
     app.include_router(console.router, max_body_size=limits.console)

@@ -54,6 +54,7 @@ class Limits:
     public: int
     console: int
     upload: int
+    contribution: int  # the contribute form: its fields and one image
 
     @classmethod
     def of(cls, web: WebSettings) -> Limits:
@@ -62,6 +63,7 @@ class Limits:
             console=CONSOLE_LIMIT,
             # The contacts import and the media library's upload (its form fields too).
             upload=max(web.upload_limit_mb, web.image_limit_mb + 1) * 1024 * 1024,
+            contribution=(web.image_limit_mb + 1) * 1024 * 1024,
         )
 
 

@@ -25,6 +25,7 @@ from mailer import (
     contacts,
     importer,
     issues,
+    media,
     organisations,
     privacy,
 )
@@ -629,6 +630,11 @@ def contact_erase(
     if confirm.strip().lower() != contact.email:
         flash(request, "Not erased: type the contact's address to confirm.")
         return redirect(f"/staff/contacts/{contact_id}/erase")
-    privacy.erase_subject(session, contact.email, actor=account.email)
+    privacy.erase_subject(
+        session,
+        contact.email,
+        actor=account.email,
+        media_folder=media.folder_of(context(request).config.var_dir),
+    )
     flash(request, f"Contact {contact_id} erased; the address stays suppressed.")
     return redirect("/staff/contacts")

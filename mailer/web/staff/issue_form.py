@@ -22,17 +22,26 @@ from sqlmodel import Session, col, select
 
 from mailer import clock, issuefile, media
 from mailer.content import ImageContent, IssueDocument, ItemContent, SectionContent, SponsorContent
-from mailer.markup import single_line
+from mailer.markup import item_body, single_line
 from mailer.models import Issue, IssueAutosave, MediaImage, Publication
 
 MAX_SECTIONS = 30
 MAX_ITEMS = 60  # in one section
-ITEM_KEYS = ("title", "link", "image", "image_alt", "image_size", "media", "media_was", "body")
+ITEM_KEYS = (
+    "title",
+    "link",
+    "image",
+    "image_alt",
+    "image_size",
+    "media",
+    "media_was",
+    "body",
+    "contribution",
+)
 SPONSOR_KEYS = ("name", "link", "blurb", "logo", "logo_alt", "media", "media_was")
 _SECTION = re.compile(r"s(\d{1,3})\.heading")
 _ITEM = re.compile(r"s(\d{1,3})\.i(\d{1,3})\.([a-z_]+)")
 _SIZE = re.compile(r"(\d{1,4})\s*[xX×]\s*(\d{1,4})")  # noqa: RUF001
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _OP = re.compile(r"(add-section|add-item:(\d{1,3})|(up|down|remove):(\d{1,3})(?:\.(\d{1,3}))?)")
 
 
@@ -46,6 +55,7 @@ class ItemFields:
     media: str = ""  # the library image chosen in the select (its name)
     media_was: str = ""  # what the select showed when the form was made
     body: str = ""
+    contribution: str = ""  # the LEP contribution it came from (a hidden field)
 
 
 @dataclass
@@ -115,6 +125,7 @@ def from_document(document: IssueDocument, zone: ZoneInfo) -> IssueFields:
                         image_alt=item.image.alt if item.image else "",
                         image_size=_size(item.image) if item.image else "",
                         body=item.body,
+                        contribution=str(item.contribution or ""),
                     )
                     for item in section.items
                 ],
@@ -299,19 +310,11 @@ class _Errors(dict[str, str]):
 
 
 def _body(errors: _Errors, name: str, body: str) -> str:
-    in_fence = False
-    for number, line in enumerate(body.split("\n"), start=1):
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        elif not in_fence and line.startswith(("## ", "### ")):
-            errors[name] = (
-                f"Text, line {number}: a line starting with ## or ### would begin a new "
-                "section or item; use **bold** text for a heading inside an item"
-            )
-            return ""
-    if in_fence:
-        errors[name] = "Text: a code block (```) is never closed"
-    return body.strip("\n")
+    try:
+        return item_body(body)
+    except ValueError as exc:
+        errors[name] = str(exc)
+        return ""
 
 
 def _image(errors: _Errors, prefix: str, item: ItemFields, label: str) -> ImageContent | None:
@@ -395,6 +398,9 @@ def build(fields: IssueFields, zone: ZoneInfo) -> tuple[IssueDocument | None, di
                     body=_body(errors, f"{prefix}.body", item.body),
                     link=errors.url(f"{prefix}.link", item.link, f"{label} link"),
                     image=_image(errors, prefix, item, label),
+                    contribution=int(item.contribution)
+                    if re.fullmatch(r"[1-9]\d{0,11}", item.contribution.strip())
+                    else None,
                 )
             )
         sections.append(SectionContent(heading, tuple(items)))

@@ -1,0 +1,928 @@
+"""Contributions from LEPs: what a LEP contact sends in through their bulletin's signed link,
+queued for staff, accepted into the next bulletin (or the events diary) or declined, and
+the emails that tell its sender (a receipt, a decline's reason, the issue that carries it).
+
+Who may contribute is the firewall's rule (:func:`mailer.audiences.receivable`): a
+contact who may receive the internal bulletin, and is active. Every front end (the
+public form, the console, the command line, the daemon) calls these functions.
+
+Errors::
+
+    ContributionError          a contribution cannot be found, made or decided
+     +-- NotAContributor       the link is valid, but its contact may not contribute
+     +-- ContributionInvalid   fields are refused (``errors``: a message per field)
+     +-- TooManyContributions  the contact's daily limit is reached
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from mailer import audit, calendar, clock, content, editorial, events, issues, media, staff
+from mailer.content import ImageContent, IssueDocument, ItemContent, SectionContent
+from mailer.db import get_by_id, rowcount
+from mailer.events import EventError
+from mailer.markup import item_body, single_line
+from mailer.models import (
+    Contact,
+    ContactStatus,
+    Contribution,
+    ContributionKind,
+    ContributionStatus,
+    Event,
+    EventAudience,
+    Issue,
+    IssueStatus,
+    Item,
+    Organisation,
+    Publication,
+    Section,
+    Slot,
+    SlotStatus,
+)
+from mailer.settings import Config, ContributionSettings, Settings
+from mailer.subscriptions import READER, reader
+from mailer.tokens import TokenSigner
+from mailer.transports import Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+# The bulletin's section each kind goes to: the first heading is the one a new section
+# gets; any of them (or a heading starting with one) is a match.
+SECTIONS: dict[ContributionKind, tuple[str, ...]] = {
+    ContributionKind.LEP_NEWS: ("LEP news",),
+    ContributionKind.BEST_PRACTICE: ("Best practice", "Sharing best practice"),
+    ContributionKind.FUNDING_POLICY: (
+        "Funding and policy updates",
+        "Updates from government",
+        "Funding and policy",
+        "Policy updates",
+    ),
+}
+RECEIPTS_FOR = timedelta(days=7)  # a receipt not sent by then is not sent at all
+_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+
+
+class ContributionError(Exception):
+    """A contribution cannot be found, made or decided."""
+
+
+class NotAContributor(ContributionError):
+    """The link is valid, but its contact may not send contributions."""
+
+
+class ContributionInvalid(ContributionError):
+    """Some fields are refused; ``errors`` holds a message for each, by field name."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+class TooManyContributions(ContributionError):
+    """The contact has sent as many contributions as a day allows."""
+
+
+@dataclass(frozen=True)
+class Contributor:
+    """Who a contribute link names: a LEP contact who may receive the bulletin."""
+
+    contact: Contact
+    organisation: Organisation
+    via_issue_id: int | None
+
+
+def contributor(session: Session, signer: TokenSigner, token: str) -> Contributor:
+    """The contact a contribute link names, if they may contribute.
+
+    :raises LinkError: the token is forged, altered or names nobody.
+    :raises NotAContributor: the contact may not receive the internal bulletin (the
+        firewall's predicate), or is not active.
+    """
+    who = reader(session, signer, token)
+    organisation = session.get(Organisation, who.contact.organisation_id)
+    if (
+        organisation is None
+        or Publication.BULLETIN not in who.offered
+        or who.contact.status is not ContactStatus.ACTIVE
+    ):
+        raise NotAContributor(
+            "only contacts of Local Enterprise Partnerships send news for the bulletin"
+        )
+    return Contributor(who.contact, organisation, who.issue.id if who.issue else None)
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The form as typed (every value a string, as it came in)."""
+
+    kind: str = ""
+    headline: str = ""
+    text: str = ""
+    link: str = ""
+    image_alt: str = ""
+    event_date: str = ""
+    event_time: str = ""
+    event_place: str = ""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A contribution's fields, checked."""
+
+    kind: ContributionKind
+    headline: str
+    text: str
+    link: str | None
+    image_alt: str | None
+    event_on: date | None
+    event_time: str | None
+    event_place: str | None
+
+
+def check(fields: Fields, limits: ContributionSettings, *, has_image: bool, today: date) -> Checked:
+    """Check what a contributor typed: the same rules as an issue's items (one-line
+    headline, Markdown text an issue file can hold, https links), the length limits,
+    an image's description, and for an event its date (not past), time and place.
+
+    :raises ContributionInvalid: with a message for each refused field.
+    """
+    errors: dict[str, str] = {}
+
+    def line(name: str, value: str, label: str, max_length: int, required: bool = True) -> str:
+        try:
+            return single_line(value, label, max_length=max_length, required=required)
+        except ValueError as exc:
+            errors[name] = str(exc)
+            return ""
+
+    kind = next((k for k in ContributionKind if k.value == fields.kind), None)
+    if kind is None:
+        errors["kind"] = "Kind: choose what you are sending (LEP news, best practice, ...)"
+    headline = line("headline", fields.headline, "Headline", limits.headline_chars)
+    text = ""
+    if not fields.text.strip():
+        errors["text"] = "Text: must not be empty"
+    elif len(fields.text) > limits.text_chars:
+        errors["text"] = (
+            f"Text: {len(fields.text)} characters is longer than {limits.text_chars}: "
+            "shorten it, or link to the full story"
+        )
+    else:
+        try:
+            text = item_body(fields.text)
+        except ValueError as exc:
+            errors["text"] = str(exc)
+    link = None
+    try:
+        link = events.check_link(fields.link, "Link")
+    except EventError as exc:
+        errors["link"] = str(exc).replace("expected an https address", "give an https:// address")
+    image_alt = line("image_alt", fields.image_alt, "Image description", 300, required=has_image)
+    event_on = event_time = event_place = None
+    if kind is ContributionKind.EVENT:
+        try:
+            event_on = date.fromisoformat(fields.event_date.strip())
+        except ValueError:
+            errors["event_date"] = (
+                "Date: give the day of the event, like 2027-03-10"
+                if fields.event_date.strip()
+                else "Date: an event needs its date"
+            )
+        if event_on is not None and event_on < today:
+            errors["event_date"] = f"Date: {event_on:%d %B %Y} has passed"
+        time = fields.event_time.strip()
+        if time and not _TIME.fullmatch(time):
+            errors["event_time"] = "Time: give the start time like 14:00, or leave it empty"
+        event_time = time or None
+        event_place = line("event_place", fields.event_place, "Place", 200) or None
+    if errors:
+        raise ContributionInvalid(errors)
+    assert kind is not None
+    return Checked(
+        kind=kind,
+        headline=headline,
+        text=text,
+        link=link,
+        image_alt=image_alt or None,
+        event_on=event_on,
+        event_time=event_time,
+        event_place=event_place,
+    )
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image sent with a contribution: its bytes and the name it had."""
+
+    data: bytes
+    filename: str
+
+
+def submit(
+    session: Session,
+    who: Contributor,
+    checked: Checked,
+    *,
+    image: Upload | None,
+    settings: Settings,
+    media_folder: Path,
+) -> Contribution:
+    """Record a contribution (its image into the media library, checked and re-encoded
+    there) and audit it. The caller commits.
+
+    :raises TooManyContributions: the contact sent ``[contributions] per_day`` already.
+    :raises ContributionInvalid: the image is refused (``errors["image"]``).
+    """
+    contact_id = who.contact.id
+    assert contact_id is not None and who.organisation.id is not None
+    # One writer per contact from here to the commit (a row lock on PostgreSQL, the write
+    # lock on SQLite): two submissions at once cannot both pass the count.
+    session.execute(
+        sa.update(Contact)
+        .where(col(Contact.id) == contact_id)
+        .values(updated_at=col(Contact.updated_at))
+    )
+    now = clock.now()
+    limit = settings.contributions.per_day
+    today = session.exec(
+        select(sa.func.count())
+        .select_from(Contribution)
+        .where(
+            col(Contribution.contact_id) == contact_id,
+            col(Contribution.created_at) > now - timedelta(days=1),
+        )
+    ).one()
+    if today >= limit:
+        raise TooManyContributions(
+            f"you have sent {today} contributions in the last 24 hours, as many as a day "
+            f"allows: please send the next one tomorrow, or email {settings.network.contact_email}"
+        )
+    row = Contribution(
+        contact_id=contact_id,
+        organisation_id=who.organisation.id,
+        via_issue_id=who.via_issue_id,
+        kind=checked.kind,
+        headline=checked.headline,
+        body=checked.text,
+        link=checked.link,
+        image_alt=checked.image_alt if image is not None else None,
+        event_on=checked.event_on,
+        event_time=checked.event_time,
+        event_place=checked.event_place,
+    )
+    session.add(row)
+    session.flush()
+    if image is not None:
+        try:
+            stored, _ = media.store(
+                session,
+                image.data,
+                filename=image.filename,
+                alt=checked.image_alt or "",
+                uploaded_by=f"contribution {row.id}",
+                folder=media_folder,
+                limit=settings.web.image_limit_mb * 1024 * 1024,
+            )
+        except media.MediaError as exc:
+            raise ContributionInvalid({"image": f"Image: {exc}"}) from None
+        row.image_name = stored.name
+    audit.record(
+        session,
+        READER,
+        "contribution:submit",
+        f"contribution {row.id}",
+        f"{checked.kind.label} from {who.organisation.name}: {checked.headline}",
+    )
+    session.flush()
+    return row
+
+
+def get(session: Session, contribution_id: int) -> Contribution:
+    """:raises ContributionError: there is no such contribution."""
+    row = get_by_id(session, Contribution, contribution_id)
+    if row is None:
+        raise ContributionError(
+            f"there is no contribution {contribution_id} (see `mailer contributions list`)"
+        )
+    return row
+
+
+# -- where it goes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The bulletin a contribution is proposed for: the next one if it arrived before
+    that one's content deadline, else the one after (the first still open to edits)."""
+
+    in_time: bool
+    deadline: datetime | None  # the content deadline of the next bulletin on arrival
+    slot: Slot | None  # None: no open bulletin slot is planned
+    issue: Issue | None  # the slot's draft, if it has one yet
+
+
+def _bulletin_slots(session: Session, after: datetime) -> list[Slot]:
+    return list(
+        session.exec(
+            select(Slot)
+            .where(
+                col(Slot.publication) == Publication.BULLETIN,
+                col(Slot.status) == SlotStatus.PLANNED,
+                col(Slot.send_at) > after,
+            )
+            .order_by(col(Slot.send_at))
+        ).all()
+    )
+
+
+def _open(session: Session, slot: Slot, now: datetime) -> Issue | Literal[False] | None:
+    """The slot's draft (None: no issue yet), or False when it takes no more items."""
+    if slot.send_at <= now:
+        return False
+    holder = calendar.issue_of(session, slot)
+    if holder is not None and holder.status is not IssueStatus.DRAFT:
+        return False
+    return holder
+
+
+def targets(session: Session, now: datetime, limit: int = 8) -> list[tuple[Slot, Issue | None]]:
+    """Bulletin slots an item may still go into: planned, to come, with no issue yet or
+    a draft (the soonest first)."""
+    found: list[tuple[Slot, Issue | None]] = []
+    for slot in _bulletin_slots(session, now):
+        holder = _open(session, slot, now)
+        if holder is not False:
+            found.append((slot, holder if isinstance(holder, Issue) else None))
+            if len(found) >= limit:
+                break
+    return found
+
+
+def propose(
+    session: Session, row: Contribution, now: datetime, slots: Sequence[Slot] | None = None
+) -> Proposal:
+    """Where ``row`` goes unless staff choose otherwise (``slots``: the planned bulletin
+    slots from its arrival on, if already read)."""
+    upcoming = list(slots) if slots is not None else _bulletin_slots(session, row.created_at)
+    upcoming = [s for s in upcoming if s.send_at > row.created_at]
+    if not upcoming:
+        return Proposal(False, None, None, None)
+    first = upcoming[0]
+    in_time = row.created_at <= first.deadline_at
+    for slot in upcoming if in_time else upcoming[1:]:
+        holder = _open(session, slot, now)
+        if holder is not False:
+            return Proposal(in_time, first.deadline_at, slot, holder)
+    return Proposal(in_time, first.deadline_at, None, None)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A contribution as the queue shows it."""
+
+    contribution: Contribution
+    organisation: str
+    contact_name: str
+    proposal: Proposal
+    event_id: int | None
+
+
+def _entries(session: Session, rows: Sequence[Contribution], now: datetime) -> list[Entry]:
+    if not rows:
+        return []
+    earliest = min(r.created_at for r in rows)
+    slots = _bulletin_slots(session, earliest)
+    names = dict(
+        session.exec(
+            select(Organisation.id, Organisation.name).where(
+                col(Organisation.id).in_({r.organisation_id for r in rows})
+            )
+        ).all()
+    )
+    people = dict(
+        session.exec(
+            select(Contact.id, Contact.name).where(
+                col(Contact.id).in_({r.contact_id for r in rows})
+            )
+        ).all()
+    )
+    diary = dict(
+        session.exec(
+            select(Event.contribution_id, Event.id).where(
+                col(Event.contribution_id).in_([r.id for r in rows])
+            )
+        ).all()
+    )
+    return [
+        Entry(
+            row,
+            names.get(row.organisation_id, "?"),
+            people.get(row.contact_id, "?"),
+            propose(session, row, now, slots)
+            if row.status is ContributionStatus.RECEIVED
+            else Proposal(True, None, None, None),
+            diary.get(row.id),
+        )
+        for row in rows
+    ]
+
+
+def listing(
+    session: Session, status: ContributionStatus | None = None, *, limit: int = 200
+) -> list[Entry]:
+    """The queue, newest first (only ``status`` if given)."""
+    query = select(Contribution).order_by(
+        col(Contribution.created_at).desc(), col(Contribution.id).desc()
+    )
+    if status is not None:
+        query = query.where(col(Contribution.status) == status)
+    return _entries(session, session.exec(query.limit(limit)).all(), clock.now())
+
+
+def entry(session: Session, contribution_id: int) -> Entry:
+    """One contribution as the queue shows it.
+
+    :raises ContributionError: there is none.
+    """
+    return _entries(session, [get(session, contribution_id)], clock.now())[0]
+
+
+def count_waiting(session: Session) -> int:
+    """Contributions no one has decided yet."""
+    return session.exec(
+        select(sa.func.count())
+        .select_from(Contribution)
+        .where(col(Contribution.status) == ContributionStatus.RECEIVED)
+    ).one()
+
+
+# -- deciding ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Where an accepted contribution went: an issue's draft, or the events diary."""
+
+    contribution: Contribution
+    issue: Issue | None
+    event: Event | None
+    note: str
+
+
+def _matches(heading: str, kind: ContributionKind) -> bool:
+    words = " ".join(heading.casefold().split())
+    return any(words.startswith(name.casefold()) for name in SECTIONS[kind])
+
+
+def place(document: IssueDocument, kind: ContributionKind, item: ItemContent) -> IssueDocument:
+    """``document`` with ``item`` at the end of the section for ``kind`` (taking the
+    place of the skeleton's placeholder items there), or in a new section at the end."""
+    placeholders = {t.casefold() for t in content.ITEM_PLACEHOLDERS}
+    sections = list(document.sections)
+    at = next((i for i, s in enumerate(sections) if _matches(s.heading, kind)), None)
+    if at is None:
+        sections.append(SectionContent(SECTIONS[kind][0], (item,)))
+    else:
+        kept = tuple(i for i in sections[at].items if i.title.casefold() not in placeholders)
+        sections[at] = dataclasses.replace(sections[at], items=(*kept, item))
+    return dataclasses.replace(document, sections=tuple(sections))
+
+
+def _item(session: Session, row: Contribution, settings: Settings) -> tuple[ItemContent, str]:
+    organisation = session.get(Organisation, row.organisation_id)
+    body = row.body
+    if organisation is not None:
+        body = f"{body}\n\n*From {organisation.name}*"
+    image, note = None, ""
+    if row.image_name:
+        stored = media.by_name(session, row.image_name)
+        if stored is None:
+            note = "; its image is no longer in the media library"
+        elif not settings.web.root.startswith("https://"):
+            note = "; its image was left out (the site is not https: issues take https images)"
+        else:
+            image = ImageContent(
+                media.url(settings.web.root, stored.name),
+                row.image_alt or stored.alt,
+                stored.width,
+                stored.height,
+            )
+    return ItemContent(row.headline, body, row.link, image, contribution=row.id), note
+
+
+def _undecided(row: Contribution) -> None:
+    if row.status is not ContributionStatus.RECEIVED:
+        raise ContributionError(
+            f"contribution {row.id} was already {row.status} by {row.decided_by or '?'}"
+        )
+
+
+def accept(
+    session: Session,
+    contribution_id: int,
+    *,
+    by: str,
+    settings: Settings,
+    slot_id: int | None = None,
+) -> Accepted:
+    """Accept a contribution: an event into the events diary (for the bulletin), anything
+    else as an item at the end of its section in the draft of the proposed bulletin (or of
+    the slot ``slot_id``), the draft made from the skeleton if the slot has none. Staff
+    edit it there like any item. Audited by ``by``; the caller commits.
+
+    :raises ContributionError: no such contribution, already decided, no open bulletin
+        slot (or ``slot_id`` is not one), or the event is already in the diary.
+    :raises StaffError: ``by`` names nobody.
+    """
+    row = get(session, contribution_id)
+    _undecided(row)
+    who, _ = staff.identify(session, by)
+    now = clock.now()
+    issue: Issue | None = None
+    event: Event | None = None
+    if row.kind is ContributionKind.EVENT:
+        assert row.event_on is not None
+        place_text = ", ".join(p for p in (row.event_time, row.event_place) if p)
+        try:
+            event = events.add(
+                session,
+                row.event_on,
+                row.headline,
+                location=place_text,
+                link=row.link,
+                audience=EventAudience.INTERNAL,
+            )
+        except EventError as exc:
+            raise ContributionError(f"contribution {row.id}: {exc}") from None
+        event.contribution_id = row.id
+        note = f"added to the events diary for {row.event_on:%d %B %Y}"
+    else:
+        zone = settings.calendar.zone
+        year = now.astimezone(zone).year
+        for planned in (year, year + 1):
+            calendar.ensure_year(session, planned, settings)
+        open_slots = targets(session, now, limit=100)
+        if slot_id is not None:
+            chosen = next(((s, h) for s, h in open_slots if s.id == slot_id), None)
+            if chosen is None:
+                raise ContributionError(
+                    f"slot {slot_id} is not an open bulletin slot: choose one of "
+                    + (", ".join(s.number for s, _ in open_slots[:4]) or "none (plan one)")
+                )
+            slot, holder = chosen
+        else:
+            proposal = propose(session, row, now)
+            if proposal.slot is None:
+                raise ContributionError(
+                    "there is no open bulletin slot to put it in: plan one "
+                    "(`mailer calendar add bulletin WHEN`)"
+                )
+            slot, holder = proposal.slot, proposal.issue
+        document = (
+            issues.document(session, holder)
+            if holder is not None
+            else editorial.new_draft(
+                session, Publication.BULLETIN, slot_at=slot.send_at, settings=settings
+            )
+        )
+        item, extra = _item(session, row, settings)
+        issue = editorial.save(
+            session,
+            place(document, row.kind, item),
+            editor=who,
+            settings=settings,
+            issue_id=holder.id if holder is not None else None,
+        )
+        row.issue_id = issue.id
+        heading = next(
+            (s.heading for s in document.sections if _matches(s.heading, row.kind)),
+            SECTIONS[row.kind][0],
+        )
+        note = f"placed in '{heading}' of bulletin {issue.number} (issue {issue.id}){extra}"
+    row.status = ContributionStatus.ACCEPTED
+    row.decided_by, row.decided_at = who, now
+    session.add(row)
+    session.flush()
+    audit.record(session, who, "contribution:accept", f"contribution {row.id}", note)
+    return Accepted(row, issue, event, note)
+
+
+def decline(session: Session, contribution_id: int, *, reason: str, by: str) -> Contribution:
+    """Decline a contribution with a short reason, emailed to its sender (by
+    :func:`send_notices`). Audited by ``by``; the caller commits.
+
+    :raises ContributionError: no such contribution, or already decided.
+    :raises ContributionInvalid: the reason is empty, too long or holds a line break.
+    :raises StaffError: ``by`` names nobody.
+    """
+    row = get(session, contribution_id)
+    _undecided(row)
+    try:
+        text = single_line(reason, "Reason", max_length=500)
+    except ValueError as exc:
+        raise ContributionInvalid({"reason": str(exc)}) from None
+    who, _ = staff.identify(session, by)
+    row.status = ContributionStatus.DECLINED
+    row.decline_reason = text
+    row.decided_by, row.decided_at = who, clock.now()
+    session.add(row)
+    session.flush()
+    audit.record(session, who, "contribution:decline", f"contribution {row.id}", text)
+    return row
+
+
+# -- telling the sender --------------------------------------------------------------
+
+
+class NoticeKind:
+    RECEIPT = "receipt"
+    DECLINED = "declined"
+    CREDIT = "credit"
+
+
+_SENT_COLUMN = {
+    NoticeKind.RECEIPT: "receipt_sent_at",
+    NoticeKind.DECLINED: "decision_sent_at",
+    NoticeKind.CREDIT: "credit_sent_at",
+}
+
+
+@dataclass(frozen=True)
+class Due:
+    """One email owed to a contributor, about one or more of their contributions."""
+
+    kind: str
+    ids: tuple[int, ...]
+    contact_id: int
+    name: str
+    email: str
+    headlines: tuple[str, ...]
+    issue: Issue | None = None  # the sent issue carrying them (a credit)
+    proposal: Proposal | None = None  # a receipt
+    reason: str = ""  # a decline
+
+
+def _carried(session: Session) -> list[tuple[Contribution, Issue]]:
+    """Accepted contributions not yet credited, with the sent issue that carries each:
+    an item's issue, or an event's first bulletin sent since acceptance whose diary
+    holds it."""
+    found: list[tuple[Contribution, Issue]] = [
+        (row, issue)
+        for row, issue in session.exec(
+            select(Contribution, Issue)
+            .join(Item, col(Item.contribution_id) == col(Contribution.id))
+            .join(Section, col(Section.id) == col(Item.section_id))
+            .join(Issue, col(Issue.id) == col(Section.issue_id))
+            .where(
+                col(Contribution.status) == ContributionStatus.ACCEPTED,
+                col(Contribution.credit_sent_at).is_(None),
+                col(Issue.status) == IssueStatus.SENT,
+            )
+            .order_by(col(Contribution.id))
+        ).all()
+    ]
+    waiting = session.exec(
+        select(Contribution, Event)
+        .join(Event, col(Event.contribution_id) == col(Contribution.id))
+        .where(
+            col(Contribution.status) == ContributionStatus.ACCEPTED,
+            col(Contribution.credit_sent_at).is_(None),
+        )
+    ).all()
+    for row, event in waiting:
+        assert row.decided_at is not None
+        sent = session.exec(
+            select(Issue)
+            .where(
+                col(Issue.publication) == Publication.BULLETIN,
+                col(Issue.status) == IssueStatus.SENT,
+                col(Issue.send_started_at) >= row.decided_at,
+            )
+            .order_by(col(Issue.send_started_at))
+        ).all()
+        for issue in sent:
+            day = (issue.slot_at or issue.send_started_at or row.decided_at).date()
+            if day <= event.starts_on < day + events.WINDOW:
+                found.append((row, issue))
+                break
+    return found
+
+
+def due(session: Session, *, only: int | None = None) -> list[Due]:
+    """The emails owed to contributors (or only about contribution ``only``): receipts of
+    the last week, declines, and one credit per contributor and sent issue."""
+    now = clock.now()
+    owed: list[Due] = []
+    people: dict[int, Contact | None] = {}
+
+    def contact(contact_id: int) -> Contact | None:
+        if contact_id not in people:
+            people[contact_id] = session.get(Contact, contact_id)
+        return people[contact_id]
+
+    query = select(Contribution).where(
+        col(Contribution.receipt_sent_at).is_(None),
+        col(Contribution.created_at) > now - RECEIPTS_FOR,
+    )
+    declined = select(Contribution).where(
+        col(Contribution.status) == ContributionStatus.DECLINED,
+        col(Contribution.decision_sent_at).is_(None),
+    )
+    if only is not None:
+        query = query.where(col(Contribution.id) == only)
+        declined = declined.where(col(Contribution.id) == only)
+    for row in session.exec(query.order_by(col(Contribution.id))).all():
+        person = contact(row.contact_id)
+        if person is not None and row.id is not None:
+            owed.append(
+                Due(
+                    NoticeKind.RECEIPT,
+                    (row.id,),
+                    row.contact_id,
+                    person.name,
+                    person.email,
+                    (row.headline,),
+                    proposal=propose(session, row, now),
+                )
+            )
+    for row in session.exec(declined.order_by(col(Contribution.id))).all():
+        person = contact(row.contact_id)
+        if person is not None and row.id is not None:
+            owed.append(
+                Due(
+                    NoticeKind.DECLINED,
+                    (row.id,),
+                    row.contact_id,
+                    person.name,
+                    person.email,
+                    (row.headline,),
+                    reason=row.decline_reason or "",
+                )
+            )
+    grouped: dict[tuple[int, int], list[Contribution]] = {}
+    issues_by_id: dict[int, Issue] = {}
+    for row, issue in _carried(session):
+        if only is not None and row.id != only:
+            continue
+        assert issue.id is not None
+        issues_by_id[issue.id] = issue
+        grouped.setdefault((row.contact_id, issue.id), []).append(row)
+    for (contact_id, issue_id), rows in grouped.items():
+        person = contact(contact_id)
+        if person is not None:
+            owed.append(
+                Due(
+                    NoticeKind.CREDIT,
+                    tuple(r.id for r in rows if r.id is not None),
+                    contact_id,
+                    person.name,
+                    person.email,
+                    tuple(r.headline for r in rows),
+                    issue=issues_by_id[issue_id],
+                )
+            )
+    return owed
+
+
+def claim(session: Session, owed: Due) -> bool:
+    """Mark an email as sent before it is sent (so two processes never both send it);
+    False when another process claimed it first. The caller commits."""
+    column = getattr(Contribution, _SENT_COLUMN[owed.kind])
+    taken = rowcount(
+        session.execute(
+            sa.update(Contribution)
+            .where(col(Contribution.id).in_(owed.ids), column.is_(None))
+            .values({_SENT_COLUMN[owed.kind]: clock.now()})
+        )
+    )
+    return taken == len(owed.ids)
+
+
+def release(session: Session, owed: Due) -> None:
+    """Forget a claim whose email did not go, so it is tried again. The caller commits."""
+    session.execute(
+        sa.update(Contribution)
+        .where(col(Contribution.id).in_(owed.ids))
+        .values({_SENT_COLUMN[owed.kind]: None})
+    )
+
+
+async def send_notices(
+    engine: Engine,
+    config: Config,
+    signer: TokenSigner,
+    new_transport: Callable[[], Transport],
+    *,
+    only: int | None = None,
+) -> int:
+    """Send the emails owed to contributors (:func:`due`), each claimed first and released
+    if the relay could not take it (the daemon tries again at its next tick). Returns how
+    many went. A contact no longer active is not written to."""
+    from mailer.notices import Notices, send_one
+
+    def claimed() -> list[Due]:
+        with Session(engine, expire_on_commit=False) as session:
+            owed = []
+            for item in due(session, only=only):
+                if claim(session, item):
+                    session.commit()
+                    owed.append(item)
+                else:
+                    session.rollback()  # another process is sending it
+            active = {
+                c.id
+                for c in session.exec(
+                    select(Contact).where(
+                        col(Contact.id).in_({o.contact_id for o in owed}),
+                        col(Contact.status) == ContactStatus.ACTIVE,
+                    )
+                ).all()
+            }
+            return [o for o in owed if o.contact_id in active]
+
+    def undo(owed: Due) -> None:
+        with Session(engine) as session:
+            release(session, owed)
+            session.commit()
+
+    builder = Notices(config)
+    sent = 0
+    for owed in await asyncio.to_thread(claimed):
+        notice = builder.contribution(owed, signer)
+        try:
+            reply = await send_one(new_transport(), config, notice, [owed.email])
+        except TransportError as exc:
+            log.error("could not send a contribution %s email: %s", owed.kind, exc)
+            await asyncio.to_thread(undo, owed)
+            continue
+        if not reply.ok:
+            log.error(
+                "the relay refused a contribution %s email: %s %s",
+                owed.kind,
+                reply.code,
+                reply.message,
+            )
+            await asyncio.to_thread(undo, owed)
+            continue
+        sent += 1
+        log.info("told a contributor (%s, contributions %s)", owed.kind, list(owed.ids))
+    return sent
+
+
+# -- data protection -----------------------------------------------------------------
+
+
+def of_contact(session: Session, contact_id: int) -> list[Contribution]:
+    """Everything a contact sent in, oldest first (for the subject access export)."""
+    return list(
+        session.exec(
+            select(Contribution)
+            .where(col(Contribution.contact_id) == contact_id)
+            .order_by(col(Contribution.id))
+        ).all()
+    )
+
+
+def forget_contact(session: Session, contact_id: int) -> tuple[int, list[str]]:
+    """Delete a contact's contributions (erasure). Items and events made from them stay,
+    linked to no one; an image only they sent that no item uses goes from the library.
+    Returns how many were deleted and the names of the library files to delete once the
+    caller has committed."""
+    rows = of_contact(session, contact_id)
+    ids = [r.id for r in rows]
+    if not ids:
+        return 0, []
+    session.execute(
+        sa.update(Item).where(col(Item.contribution_id).in_(ids)).values(contribution_id=None)
+    )
+    session.execute(
+        sa.update(Event).where(col(Event.contribution_id).in_(ids)).values(contribution_id=None)
+    )
+    names: list[str] = []
+    for row in rows:
+        stored = media.by_name(session, row.image_name) if row.image_name else None
+        if stored is None or stored.uploaded_by != f"contribution {row.id}":
+            continue
+        used = session.exec(
+            select(sa.func.count())
+            .select_from(Item)
+            .where(col(Item.image_url).endswith(f"/{stored.name}"))
+        ).one()
+        if not used:
+            session.delete(stored)
+            names.append(stored.name)
+    session.execute(sa.delete(Contribution).where(col(Contribution.id).in_(ids)))
+    return len(ids), names
