@@ -3,6 +3,7 @@ serious or critical WCAG 2.2 A/AA violation, and nothing scrolls sideways on a p
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from fastapi.routing import APIRoute
 from playwright.sync_api import Browser, Page
 from sqlmodel import Session
 
+from mailer.models import Contribution, ContributionKind
 from mailer.web.staff import GUARDED_ROUTERS
 from tests.outbox_fixtures import approved, people
 from tests.test_browser import ARTIFACTS, _login, browser, live
@@ -23,7 +25,13 @@ __all__ = ["browser", "live"]  # fixtures used here
 
 def _console_pages(issue_id: int, contact_id: int) -> list[str]:
     """Every console page a GET reaches: from the routers, ids filled in."""
-    ids = {"issue_id": issue_id, "contact_id": contact_id, "message_id": 1, "session_id": 1}
+    ids = {
+        "issue_id": issue_id,
+        "contact_id": contact_id,
+        "message_id": 1,
+        "session_id": 1,
+        "contribution_id": 1,
+    }
     pages = []
     for router in GUARDED_ROUTERS:
         for route in router.routes:
@@ -59,9 +67,30 @@ def pages(live: tuple[Site, str]) -> tuple[Site, str, list[str], list[str]]:
     with Session(site.engine, expire_on_commit=False) as session:
         contact = people(session, 2)[0]
         issue = approved(session)
-    assert contact.id is not None and issue.id is not None
+        assert contact.id is not None and issue.id is not None
+        session.add(  # the first contribution, as its console page shows it
+            Contribution(
+                contact_id=contact.id,
+                organisation_id=contact.organisation_id,
+                kind=ContributionKind.EVENT,
+                headline="Net zero workshop for LEP officers",
+                body="A morning of **practical** examples.",
+                event_on=date(2031, 3, 4),
+                event_place="Derby",
+            )
+        )
+        session.commit()
     token = site.app.state.ctx.signer.recipient(contact.id, issue.id)
-    public = ["/", "/signup", "/privacy", "/archive", "/staff/login", f"/u/{token}", f"/p/{token}"]
+    public = [
+        "/",
+        "/signup",
+        "/privacy",
+        "/archive",
+        "/staff/login",
+        f"/u/{token}",
+        f"/p/{token}",
+        f"/contribute/{token}",
+    ]
     return site, root, public, _console_pages(issue.id, contact.id)
 
 

@@ -125,7 +125,9 @@ def test_a_lep_reader_sends_news_through_the_bulletins_link_and_staff_accept_it(
 
     client, token = _staff(site)
     queue = client.get("/staff/contributions")
-    assert "D2N2 opens its Growth Hub in Derby" in queue.text and "before the deadline" in queue.text
+    assert (
+        "D2N2 opens its Growth Hub in Derby" in queue.text and "before the deadline" in queue.text
+    )
     shown = client.get(f"/staff/contributions/{row.id}")
     assert "<strong>Growth Hub</strong>" in shown.text and row.image_name in shown.text
     accepted = client.post(f"/staff/contributions/{row.id}/accept", data={"csrf": token})
@@ -136,7 +138,9 @@ def test_a_lep_reader_sends_news_through_the_bulletins_link_and_staff_accept_it(
         assert issue.status is IssueStatus.DRAFT and issue.number == "2027/02"
         document = issues.document(session, issue)
         news = next(s for s in document.sections if s.heading == "LEP news")
-        assert [i.title for i in news.items] == ["D2N2 opens its Growth Hub in Derby"]  # placeholder gone
+        assert [i.title for i in news.items] == [
+            "D2N2 opens its Growth Hub in Derby"
+        ]  # placeholder gone
         assert news.items[0].contribution == row.id
         definition = publications.load(site.config.lists_dir, Publication.BULLETIN)
         html = issues.rendering(session, issue, site.app.state.ctx.renderer, definition).html
@@ -160,7 +164,9 @@ def test_an_event_goes_to_the_diary_and_a_late_one_to_the_following_bulletin(
         slots = list(
             session.exec(
                 select(Slot)
-                .where(col(Slot.publication) == Publication.BULLETIN, col(Slot.send_at) > MID_JANUARY)
+                .where(
+                    col(Slot.publication) == Publication.BULLETIN, col(Slot.send_at) > MID_JANUARY
+                )
                 .order_by(col(Slot.send_at))
             ).all()
         )
@@ -223,7 +229,9 @@ def test_only_lep_contacts_may_contribute_and_forged_links_change_nothing(site: 
         newsletter = session.exec(select(Issue)).first()
         assert newsletter is not None and newsletter.id is not None
         foreign = signer.recipient(outsider.id, newsletter.id)
-        lep = session.exec(select(Contact).where(col(Contact.email) == "reader1@lep1.example")).one()
+        lep = session.exec(
+            select(Contact).where(col(Contact.email) == "reader1@lep1.example")
+        ).one()
         lep.status = ContactStatus.DISABLED
         session.commit()
         disabled = signer.recipient(lep.id or 0, newsletter.id)
@@ -333,7 +341,9 @@ def test_declining_emails_the_reason_and_a_sent_issue_credits_its_contributor_on
         client.post(f"/staff/contributions/{row.id}/accept", data={"csrf": token})
     with Session(site.engine) as session:
         draft = session.exec(
-            select(Issue).where(col(Issue.number) == "2027/02", col(Issue.publication) == "bulletin")
+            select(Issue).where(
+                col(Issue.number) == "2027/02", col(Issue.publication) == "bulletin"
+            )
         ).one()
         _written(session, site, draft)
         draft_id = draft.id
@@ -341,9 +351,7 @@ def test_declining_emails_the_reason_and_a_sent_issue_credits_its_contributor_on
     approval = approver.post(f"/staff/issues/{draft_id}/approve", data={"csrf": approver_token})
     assert approval.status_code == 303, approval.text
     before = len(site.captured())
-    approver.post(
-        f"/staff/issues/{draft_id}/send", data={"csrf": approver_token, "confirm": "yes"}
-    )
+    approver.post(f"/staff/issues/{draft_id}/send", data={"csrf": approver_token, "confirm": "yes"})
     told = asyncio_run_notices(site)
     assert told == 1  # one email for both items
     credit = site.captured()[-1]
@@ -373,14 +381,17 @@ def _written(session: Session, site: Site, draft: Issue) -> None:
         sections=sections,
     )
     editorial.save(
-        session, written, editor="editor@lepnetwork.example", settings=site.config.settings,
+        session,
+        written,
+        editor="editor@lepnetwork.example",
+        settings=site.config.settings,
         issue_id=draft.id,
     )
     session.commit()
 
 
 def asyncio_run_notices(site: Site) -> int:
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     ctx = site.app.state.ctx
     return asyncio.run(

@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse, Response
 from mailer import (
     calendar,
     clock,
+    contributions,
     issues,
     outbox,
 )
@@ -56,6 +57,7 @@ def dashboard(request: Request, account: Staff, session: DB) -> Response:
             "in_progress": in_progress,
             "reports": reports,
             "zone": zone,
+            "contributions": contributions.count_waiting(session),
         },
         staff=account,
     )
