@@ -523,11 +523,29 @@ def _item(session: Session, row: Contribution, settings: Settings) -> tuple[Item
     return ItemContent(row.headline, body, row.link, image, contribution=row.id), note
 
 
-def _undecided(row: Contribution) -> None:
-    if row.status is not ContributionStatus.RECEIVED:
-        raise ContributionError(
-            f"contribution {row.id} was already {row.status} by {row.decided_by or '?'}"
+def _undecided(session: Session, row: Contribution, status: ContributionStatus) -> None:
+    """Take the decision on ``row``: only one of two staff deciding at once gets it (the
+    other waits for the row's lock, then finds it decided).
+
+    :raises ContributionError: it is decided already.
+    """
+    if row.status is ContributionStatus.RECEIVED:
+        taken = rowcount(
+            session.execute(
+                sa.update(Contribution)
+                .where(
+                    col(Contribution.id) == row.id,
+                    col(Contribution.status) == ContributionStatus.RECEIVED,
+                )
+                .values(status=status)
+            )
         )
+        if taken:
+            return
+        session.refresh(row)
+    raise ContributionError(
+        f"contribution {row.id} was already {row.status} by {row.decided_by or '?'}"
+    )
 
 
 def accept(
@@ -548,8 +566,8 @@ def accept(
     :raises StaffError: ``by`` names nobody.
     """
     row = get(session, contribution_id)
-    _undecided(row)
     who, _ = staff.identify(session, by)
+    _undecided(session, row, ContributionStatus.ACCEPTED)
     now = clock.now()
     issue: Issue | None = None
     event: Event | None = None
@@ -629,12 +647,12 @@ def decline(session: Session, contribution_id: int, *, reason: str, by: str) -> 
     :raises StaffError: ``by`` names nobody.
     """
     row = get(session, contribution_id)
-    _undecided(row)
     try:
         text = single_line(reason, "Reason", max_length=500)
     except ValueError as exc:
         raise ContributionInvalid({"reason": str(exc)}) from None
     who, _ = staff.identify(session, by)
+    _undecided(session, row, ContributionStatus.DECLINED)
     row.status = ContributionStatus.DECLINED
     row.decline_reason = text
     row.decided_by, row.decided_at = who, clock.now()

@@ -32,6 +32,7 @@ from mailer.models import (
     Event,
     Issue,
     IssueStatus,
+    Item,
     MediaImage,
     Publication,
     Slot,
@@ -434,3 +435,38 @@ def test_a_flood_of_submissions_stops_at_the_daily_limit(site: Site) -> None:
     reader = site.client()  # the site's own limit: five a day
     assert [reader.post(path, data=_form()).status_code for _ in range(3)] == [200, 200, 429]
     assert len(_rows(site)) == 5
+
+
+def test_two_staff_accepting_at_once_place_it_once(site: Site) -> None:
+    path = _contribute_path(_sent_bulletin(site)[0])
+    assert site.client().post(path, data=_form()).status_code == 200
+    (row,) = _rows(site)
+    outcomes: list[str] = []
+    ready = threading.Barrier(2, timeout=30)
+
+    def accept(who: str) -> None:
+        with Session(site.engine) as session:
+            ready.wait()
+            try:
+                contributions.accept(session, row.id or 0, by=who, settings=site.config.settings)
+                session.commit()
+                outcomes.append("accepted")
+            except contributions.ContributionError as exc:
+                session.rollback()
+                outcomes.append(str(exc))
+            except Exception as exc:  # a busy database: nothing written either
+                session.rollback()
+                outcomes.append(type(exc).__name__)
+
+    threads = [
+        threading.Thread(target=accept, args=(f"{role}@lepnetwork.example",))
+        for role in ("editor", "approver")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert outcomes.count("accepted") == 1, outcomes
+    with Session(site.engine) as session:
+        items = session.exec(select(Item).where(col(Item.contribution_id) == row.id)).all()
+    assert len(items) == 1
