@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -13,13 +13,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from mailer import calendar, clock
+from mailer import calendar, clock, contributions, editorial
 from mailer.daemon import Daemon
-from mailer.models import Issue, IssueStatus, Slot, SlotStatus
+from mailer.models import Issue, IssueStatus, Organisation, Publication, Slot, SlotStatus
 from mailer.settings import Settings
 from mailer.transports import CaptureTransport, SmtpTransport
 from tests.conftest import LISTS
 from tests.outbox_fixtures import approved, config_for, drafted, people
+from tests.rendering_fixtures import definition, renderer
 from tests.smtp_server import RecordingHandler, running
 
 SLOT = datetime(2027, 3, 4, 9, 30, tzinfo=UTC)  # bulletin 2027/05, the test issue's slot
@@ -217,3 +218,65 @@ def test_stopping_the_daemon_stops_a_send_under_way(
     assert 0 < len(handler.messages) < 60
     session.refresh(issue)
     assert issue.status is IssueStatus.SENDING  # the rest waits, queued, for the next run
+
+
+def test_the_daemon_tells_contributors_retrying_what_the_relay_refused(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    # A LEP reader's contribution, accepted into the test bulletin before its slot: the
+    # daemon sends the receipt (again, once the relay takes it) and, once the bulletin
+    # has gone at its slot, the one credit email.
+    reader = people(session, 1)[0]
+    issue = _written(drafted, session)
+    organisation = session.get(Organisation, reader.organisation_id)
+    assert organisation is not None and issue.id is not None
+    with clock.frozen(datetime(2027, 2, 26, tzinfo=UTC)):
+        checked = contributions.check(
+            contributions.Fields(kind="lep_news", headline="D2N2 news", text="It happened."),
+            Settings().contributions,
+            has_image=False,
+            today=date(2027, 2, 26),
+        )
+        row = contributions.submit(
+            session,
+            contributions.Contributor(reader, organisation, None),
+            checked,
+            image=None,
+            settings=Settings(),
+            media_folder=tmp_path,
+        )
+        session.commit()
+        contributions.accept(
+            session, row.id or 0, by="editor@lepnetwork.example", settings=Settings(),
+            slot_id=_slot(session).id,
+        )  # fmt: skip
+        session.commit()
+        editorial.approve(
+            session, issue.id, approver="approver@lepnetwork.example", renderer=renderer(),
+            definition=definition(Publication.BULLETIN), settings=Settings(),
+        )  # fmt: skip
+        session.commit()
+    handler = RecordingHandler(rcpt_faults={reader.email: 451})
+
+    def to_reader() -> list[str]:
+        return [
+            str(BytesParser(policy=policy.default).parsebytes(m.data)["Subject"])
+            for m in handler.messages
+            if m.recipients == [reader.email]
+        ]
+
+    with running(handler) as (controller, _):
+        daemon = _daemon(engine, tmp_path, SmtpTransport("127.0.0.1", controller.port))
+        with clock.frozen(datetime(2027, 3, 1, tzinfo=UTC)) as frozen:
+            asyncio.run(_tick(daemon))
+            assert to_reader() == []  # refused: released, not lost
+            handler.rcpt_faults.clear()
+            asyncio.run(_tick(daemon))
+            assert to_reader() == ["Received for the bulletin: D2N2 news"]
+            frozen.set(SLOT + timedelta(minutes=1))
+            asyncio.run(_tick(daemon))
+            asyncio.run(_tick(daemon))
+            asyncio.run(_tick(daemon))
+    subjects = to_reader()
+    assert subjects.count("Your item is in today's bulletin: D2N2 news") == 1, subjects
+    assert subjects.count("Received for the bulletin: D2N2 news") == 1
