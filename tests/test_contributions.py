@@ -33,8 +33,10 @@ from mailer.models import (
     Issue,
     IssueStatus,
     Item,
+    LawfulBasis,
     MediaImage,
     Publication,
+    Role,
     Slot,
 )
 from mailer.settings import ContributionSettings
@@ -83,6 +85,12 @@ def _contribute_path(message: EmailMessage) -> str:
     return path
 
 
+def _text(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
 def _form(**fields: str) -> dict[str, str]:
     return {
         "kind": "lep_news",
@@ -122,7 +130,7 @@ def test_a_lep_reader_sends_news_through_the_bulletins_link_and_staff_accept_it(
     receipt = site.captured()[-1]
     assert receipt["To"] == "reader0@lep0.example"
     assert "D2N2 opens its Growth Hub" in receipt["Subject"]
-    assert "before the content deadline" in receipt.get_body(("plain",)).get_content()
+    assert "before the content deadline" in _text(receipt)
 
     client, token = _staff(site)
     queue = client.get("/staff/contributions")
@@ -221,8 +229,8 @@ def test_only_lep_contacts_may_contribute_and_forged_links_change_nothing(site: 
             email_hash="x" * 64,
             name="A. Civil Servant",
             organisation_id=external_org(session),
-            role="stakeholder",
-            lawful_basis="consent",
+            role=Role.STAKEHOLDER,
+            lawful_basis=LawfulBasis.CONSENT,
         )
         session.add(outsider)
         session.commit()
@@ -333,7 +341,7 @@ def test_declining_emails_the_reason_and_a_sent_issue_credits_its_contributor_on
     )
     declined = site.captured()[-1]
     assert declined["To"] == "reader0@lep0.example"
-    assert "Already covered in bulletin 2027/01" in declined.get_body(("plain",)).get_content()
+    assert "Already covered in bulletin 2027/01" in _text(declined)
     again = client.post(
         f"/staff/contributions/{third.id}/accept", data={"csrf": token}
     )  # decided once only
@@ -357,7 +365,7 @@ def test_declining_emails_the_reason_and_a_sent_issue_credits_its_contributor_on
     assert told == 1  # one email for both items
     credit = site.captured()[-1]
     assert credit["To"] == "reader0@lep0.example"
-    text = credit.get_body(("plain",)).get_content()
+    text = _text(credit)
     assert '"First story" and "Second story" are in today\'s bulletin' in text
     view = urlsplit(link_in(credit, "/v/")).path
     assert "First story" in reader.get(view).text
