@@ -472,6 +472,40 @@ def count_waiting(session: Session) -> int:
 # -- deciding ------------------------------------------------------------------------
 
 
+def revise(session: Session, contribution_id: int, checked: Checked, *, by: str) -> Contribution:
+    """Change what a contribution says before it is decided (staff tidy a headline or a
+    text; its image stays, its description may change). Audited by ``by``; the caller
+    commits.
+
+    :raises ContributionError: no such contribution, or it is decided already (edit the
+        item in its issue, or the event in the diary, instead).
+    :raises StaffError: ``by`` names nobody.
+    """
+    row = get(session, contribution_id)
+    who, _ = staff.identify(session, by)
+    if row.status is not ContributionStatus.RECEIVED:
+        raise ContributionError(
+            f"contribution {row.id} is {row.status}: edit the item in its issue instead"
+        )
+    row.kind, row.headline, row.body, row.link = (
+        checked.kind,
+        checked.headline,
+        checked.text,
+        checked.link,
+    )
+    if row.image_name:
+        row.image_alt = checked.image_alt
+    row.event_on, row.event_time, row.event_place = (
+        checked.event_on,
+        checked.event_time,
+        checked.event_place,
+    )
+    session.add(row)
+    session.flush()
+    audit.record(session, who, "contribution:edit", f"contribution {row.id}", row.headline)
+    return row
+
+
 @dataclass(frozen=True)
 class Accepted:
     """Where an accepted contribution went: an issue's draft, or the events diary."""

@@ -478,3 +478,31 @@ def test_two_staff_accepting_at_once_place_it_once(site: Site) -> None:
     with Session(site.engine) as session:
         items = session.exec(select(Item).where(col(Item.contribution_id) == row.id)).all()
     assert len(items) == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the pages, not the database
+def test_staff_edit_a_contribution_before_accepting_it(site: Site) -> None:
+    path = _contribute_path(_sent_bulletin(site)[0])
+    assert site.client().post(path, data=_form()).status_code == 200
+    (row,) = _rows(site)
+    client, token = _staff(site)
+    edited = _form(headline="Derby's Growth Hub: 4,000 firms", link="ftp://nope")
+    refused = client.post(f"/staff/contributions/{row.id}/edit", data={"csrf": token, **edited})
+    assert refused.status_code == 422 and 'id="e-link-error"' in refused.text
+    assert 'value="Derby&#39;s Growth Hub: 4,000 firms"' in refused.text  # kept as typed
+    edited["link"] = "https://d2n2lep.example/hub"
+    saved = client.post(f"/staff/contributions/{row.id}/edit", data={"csrf": token, **edited})
+    assert saved.status_code == 303
+    accepted = client.post(f"/staff/contributions/{row.id}/accept", data={"csrf": token})
+    issue_id = int(accepted.headers["location"].rsplit("/", 1)[1])
+    with Session(site.engine) as session:
+        document = issues.document(session, issues.get(session, issue_id))
+        item = next(i for s in document.sections for i in s.items if i.contribution == row.id)
+        assert (item.title, item.link) == (
+            "Derby's Growth Hub: 4,000 firms",
+            "https://d2n2lep.example/hub",
+        )
+        actions = session.exec(select(AuditEntry.action)).all()
+    assert "contribution:edit" in actions
+    late = client.post(f"/staff/contributions/{row.id}/edit", data={"csrf": token, **edited})
+    assert late.status_code == 422 and "edit the item in its issue instead" in late.text

@@ -11,10 +11,10 @@ from markupsafe import Markup
 from sqlmodel import Session
 
 from mailer import clock, contributions, issues, media
-from mailer.contributions import ContributionError, ContributionInvalid
+from mailer.contributions import ContributionError, ContributionInvalid, Fields
 from mailer.issues import IssueError
 from mailer.markup import to_html
-from mailer.models import ContributionStatus, StaffAccount
+from mailer.models import Contribution, ContributionKind, ContributionStatus, StaffAccount
 from mailer.web.pages import RowId, context, flash, page, redirect
 from mailer.web.staff.common import DB, Staff, local_zone, not_found
 
@@ -38,6 +38,20 @@ def queue(request: Request, account: Staff, session: DB, status: str = "") -> Re
     )
 
 
+def _typed(row: Contribution) -> dict[str, str]:
+    """A contribution's fields as the edit form shows them."""
+    return {
+        "kind": row.kind.value,
+        "headline": row.headline,
+        "text": row.body,
+        "link": row.link or "",
+        "image_alt": row.image_alt or "",
+        "event_date": row.event_on.isoformat() if row.event_on else "",
+        "event_time": row.event_time or "",
+        "event_place": row.event_place or "",
+    }
+
+
 def _show(
     request: Request,
     session: Session,
@@ -46,6 +60,7 @@ def _show(
     *,
     errors: dict[str, str] | None = None,
     reason: str = "",
+    typed: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
     try:
@@ -66,6 +81,9 @@ def _show(
             "label": lambda at: issues.slot_label(at, local_zone(request)),
             "errors": errors or {},
             "reason": reason,
+            "typed": typed or _typed(row),
+            "kinds": list(ContributionKind),
+            "editing": typed is not None,
         },
         status=status,
         staff=account,
@@ -75,6 +93,59 @@ def _show(
 @router.get("/contributions/{contribution_id}", response_class=HTMLResponse)
 def show(request: Request, contribution_id: RowId, account: Staff, session: DB) -> Response:
     return _show(request, session, account, contribution_id)
+
+
+Field = Annotated[str, Form(max_length=20000)]
+
+
+@router.post("/contributions/{contribution_id}/edit", response_class=HTMLResponse)
+def edit(
+    request: Request,
+    contribution_id: RowId,
+    account: Staff,
+    session: DB,
+    kind: Field = "",
+    headline: Field = "",
+    text: Field = "",
+    link: Field = "",
+    image_alt: Field = "",
+    event_date: Field = "",
+    event_time: Field = "",
+    event_place: Field = "",
+) -> Response:
+    typed = {
+        "kind": kind,
+        "headline": headline,
+        "text": text.replace("\r\n", "\n"),
+        "link": link,
+        "image_alt": image_alt,
+        "event_date": event_date,
+        "event_time": event_time,
+        "event_place": event_place,
+    }
+    settings = context(request).config.settings
+    try:
+        row = contributions.get(session, contribution_id)
+        checked = contributions.check(
+            Fields(**typed),
+            settings.contributions,
+            has_image=bool(row.image_name),
+            today=clock.now().astimezone(settings.calendar.zone).date(),
+        )
+        contributions.revise(session, contribution_id, checked, by=account.email)
+    except ContributionInvalid as exc:
+        session.rollback()
+        return _show(
+            request, session, account, contribution_id, errors=exc.errors, typed=typed, status=422
+        )
+    except ContributionError as exc:
+        session.rollback()
+        return _show(
+            request, session, account, contribution_id, errors={"accept": str(exc)}, status=422
+        )
+    session.commit()
+    flash(request, f"Saved contribution {contribution_id}: it is accepted as it reads now.")
+    return redirect(f"/staff/contributions/{contribution_id}")
 
 
 @router.post("/contributions/{contribution_id}/accept", response_class=HTMLResponse)
