@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -30,12 +31,24 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from mailer import audit, calendar, clock, content, editorial, events, issues, media, staff
+from mailer import (
+    audiences,
+    audit,
+    calendar,
+    clock,
+    content,
+    editorial,
+    events,
+    issues,
+    media,
+    staff,
+)
 from mailer.content import ImageContent, IssueDocument, ItemContent, SectionContent
 from mailer.db import get_by_id, rowcount
 from mailer.events import EventError
 from mailer.markup import item_body, single_line
 from mailer.models import (
+    AuditEntry,
     Contact,
     ContactStatus,
     Contribution,
@@ -71,7 +84,8 @@ SECTIONS: dict[ContributionKind, tuple[str, ...]] = {
         "Policy updates",
     ),
 }
-RECEIPTS_FOR = timedelta(days=7)  # a receipt not sent by then is not sent at all
+RECEIPTS_FOR = timedelta(days=7)
+LINK_CHARS = 1000  # as an item's link  # a receipt not sent by then is not sent at all
 _TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 
 
@@ -180,6 +194,8 @@ def check(fields: Fields, limits: ContributionSettings, *, has_image: bool, toda
             f"Text: {len(fields.text)} characters is longer than {limits.text_chars}: "
             "shorten it, or link to the full story"
         )
+    elif any(unicodedata.category(ch) == "Cc" and ch not in "\n\t\r" for ch in fields.text):
+        errors["text"] = "Text: a control character (a NUL byte, say) is not allowed"
     else:
         try:
             text = item_body(fields.text)
@@ -190,6 +206,9 @@ def check(fields: Fields, limits: ContributionSettings, *, has_image: bool, toda
         link = events.check_link(fields.link, "Link")
     except EventError as exc:
         errors["link"] = str(exc).replace("expected an https address", "give an https:// address")
+    if link is not None and len(link) > LINK_CHARS:
+        errors["link"] = f"Link: longer than {LINK_CHARS} characters: link to a shorter address"
+        link = None
     image_alt = line("image_alt", fields.image_alt, "Image description", 300, required=has_image)
     event_on = event_time = event_place = None
     if kind is ContributionKind.EVENT:
@@ -270,7 +289,10 @@ def submit(
             f"you have sent {today} contributions in the last 24 hours, as many as a day "
             f"allows: please send the next one tomorrow, or email {settings.network.contact_email}"
         )
+    coming = _next_bulletin(session, now)  # the daemon plans the calendar ahead
     row = Contribution(
+        next_slot_at=coming.send_at if coming else None,
+        deadline_at=coming.deadline_at if coming else None,
         contact_id=contact_id,
         organisation_id=who.organisation.id,
         via_issue_id=who.via_issue_id,
@@ -374,19 +396,24 @@ def targets(session: Session, now: datetime, limit: int = 8) -> list[tuple[Slot,
 def propose(
     session: Session, row: Contribution, now: datetime, slots: Sequence[Slot] | None = None
 ) -> Proposal:
-    """Where ``row`` goes unless staff choose otherwise (``slots``: the planned bulletin
-    slots from its arrival on, if already read)."""
+    """Where ``row`` goes unless staff choose otherwise: the bulletin that was next when it
+    arrived if it came before that one's content deadline, else the one after (the first
+    of them still open to items). ``slots``: the planned bulletin slots, if already read."""
+    in_time = row.deadline_at is None or row.created_at <= row.deadline_at
+    after = row.next_slot_at or row.created_at
     upcoming = list(slots) if slots is not None else _bulletin_slots(session, row.created_at)
-    upcoming = [s for s in upcoming if s.send_at > row.created_at]
-    if not upcoming:
-        return Proposal(False, None, None, None)
-    first = upcoming[0]
-    in_time = row.created_at <= first.deadline_at
-    for slot in upcoming if in_time else upcoming[1:]:
+    for slot in upcoming:
+        if slot.send_at < after or (not in_time and slot.send_at == after):
+            continue
         holder = _open(session, slot, now)
         if holder is not False:
-            return Proposal(in_time, first.deadline_at, slot, holder)
-    return Proposal(in_time, first.deadline_at, None, None)
+            return Proposal(in_time, row.deadline_at, slot, holder)
+    return Proposal(in_time, row.deadline_at, None, None)
+
+
+def _next_bulletin(session: Session, now: datetime) -> Slot | None:
+    """The bulletin slot next to go out (planned, to come)."""
+    return next(iter(_bulletin_slots(session, now)), None)
 
 
 @dataclass(frozen=True)
@@ -483,7 +510,19 @@ def revise(session: Session, contribution_id: int, checked: Checked, *, by: str)
     """
     row = get(session, contribution_id)
     who, _ = staff.identify(session, by)
-    if row.status is not ContributionStatus.RECEIVED:
+    # Still undecided, and stays so until this commits (a decision waits for the lock).
+    held = rowcount(
+        session.execute(
+            sa.update(Contribution)
+            .where(
+                col(Contribution.id) == contribution_id,
+                col(Contribution.status) == ContributionStatus.RECEIVED,
+            )
+            .values(status=ContributionStatus.RECEIVED)
+        )
+    )
+    if not held:
+        session.refresh(row)
         raise ContributionError(
             f"contribution {row.id} is {row.status}: edit the item in its issue instead"
         )
@@ -557,6 +596,42 @@ def _item(session: Session, row: Contribution, settings: Settings) -> tuple[Item
     return ItemContent(row.headline, body, row.link, image, contribution=row.id), note
 
 
+def _target(
+    session: Session,
+    row: Contribution,
+    now: datetime,
+    settings: Settings,
+    *,
+    slot_id: int | None,
+    into: str | None,
+) -> Slot:
+    """The bulletin slot an item is accepted into: the one chosen (by id or number), else
+    the proposed one.
+
+    :raises ContributionError: the one chosen is not open, or none is.
+    """
+    year = now.astimezone(settings.calendar.zone).year
+    for planned in (year, year + 1, *((int(into[:4]),) if into and into[:4].isdigit() else ())):
+        calendar.ensure_year(session, planned, settings)
+    if slot_id is None and not into:
+        proposal = propose(session, row, now)
+        if proposal.slot is None:
+            raise ContributionError(
+                "there is no open bulletin slot to put it in: plan one "
+                "(`mailer calendar add bulletin WHEN`)"
+            )
+        return proposal.slot
+    open_slots = [slot for slot, _ in targets(session, now, limit=100)]
+    chosen = next((s for s in open_slots if s.id == slot_id or (into and s.number == into)), None)
+    if chosen is None:
+        asked = f"bulletin {into}" if into else f"slot {slot_id}"
+        raise ContributionError(
+            f"{asked} is not an open bulletin slot: choose one of "
+            + (", ".join(s.number for s in open_slots[:6]) or "none (plan one first)")
+        )
+    return chosen
+
+
 def _undecided(session: Session, row: Contribution, status: ContributionStatus) -> None:
     """Take the decision on ``row``: only one of two staff deciding at once gets it (the
     other waits for the row's lock, then finds it decided).
@@ -575,6 +650,7 @@ def _undecided(session: Session, row: Contribution, status: ContributionStatus) 
             )
         )
         if taken:
+            row.status = status
             return
         session.refresh(row)
     raise ContributionError(
@@ -589,14 +665,16 @@ def accept(
     by: str,
     settings: Settings,
     slot_id: int | None = None,
+    into: str | None = None,
 ) -> Accepted:
     """Accept a contribution: an event into the events diary (for the bulletin), anything
     else as an item at the end of its section in the draft of the proposed bulletin (or of
-    the slot ``slot_id``), the draft made from the skeleton if the slot has none. Staff
-    edit it there like any item. Audited by ``by``; the caller commits.
+    the slot ``slot_id``, or of bulletin number ``into``), the draft made from the skeleton
+    if the slot has none. Staff edit it there like any item. Audited by ``by``; the caller
+    commits.
 
     :raises ContributionError: no such contribution, already decided, no open bulletin
-        slot (or ``slot_id`` is not one), or the event is already in the diary.
+        slot (or the one chosen is not), or the event is already in the diary.
     :raises StaffError: ``by`` names nobody.
     """
     row = get(session, contribution_id)
@@ -622,27 +700,18 @@ def accept(
         event.contribution_id = row.id
         note = f"added to the events diary for {row.event_on:%d %B %Y}"
     else:
-        zone = settings.calendar.zone
-        year = now.astimezone(zone).year
-        for planned in (year, year + 1):
-            calendar.ensure_year(session, planned, settings)
-        open_slots = targets(session, now, limit=100)
-        if slot_id is not None:
-            chosen = next(((s, h) for s, h in open_slots if s.id == slot_id), None)
-            if chosen is None:
-                raise ContributionError(
-                    f"slot {slot_id} is not an open bulletin slot: choose one of "
-                    + (", ".join(s.number for s, _ in open_slots[:4]) or "none (plan one)")
-                )
-            slot, holder = chosen
-        else:
-            proposal = propose(session, row, now)
-            if proposal.slot is None:
-                raise ContributionError(
-                    "there is no open bulletin slot to put it in: plan one "
-                    "(`mailer calendar add bulletin WHEN`)"
-                )
-            slot, holder = proposal.slot, proposal.issue
+        slot = _target(session, row, now, settings, slot_id=slot_id, into=into)
+        # One accept at a time into a slot (a row lock, or SQLite's write lock): two at
+        # once must not both make its draft.
+        session.execute(
+            sa.update(Slot).where(col(Slot.id) == slot.id).values(updated_at=col(Slot.updated_at))
+        )
+        holder = _open(session, slot, now)
+        if holder is False:
+            raise ContributionError(
+                f"bulletin {slot.number} takes no more items now (it was approved or sent): "
+                "choose another"
+            )
         document = (
             issues.document(session, holder)
             if holder is not None
@@ -714,7 +783,8 @@ _SENT_COLUMN = {
 
 @dataclass(frozen=True)
 class Due:
-    """One email owed to a contributor, about one or more of their contributions."""
+    """One email owed to a contributor, about one or more of their contributions (plain
+    values: it outlives the session that found it)."""
 
     kind: str
     ids: tuple[int, ...]
@@ -722,15 +792,18 @@ class Due:
     name: str
     email: str
     headlines: tuple[str, ...]
-    issue: Issue | None = None  # the sent issue carrying them (a credit)
-    proposal: Proposal | None = None  # a receipt
+    writable: bool  # the contact is active and, for a credit, may read the bulletin
+    issue_id: int | None = None  # a credit: the sent issue carrying them
+    issue_number: str = ""
+    slot_at: datetime | None = None  # a receipt: the bulletin it is proposed for
+    in_time: bool = False
     reason: str = ""  # a decline
 
 
 def _carried(session: Session) -> list[tuple[Contribution, Issue]]:
-    """Accepted contributions not yet credited, with the sent issue that carries each:
-    an item's issue, or an event's first bulletin sent since acceptance whose diary
-    holds it."""
+    """Accepted contributions not yet credited, with the sent bulletin that carries each:
+    its item's, or for an event the first bulletin approved (its diary frozen) after the
+    event was accepted whose diary holds it."""
     found: list[tuple[Contribution, Issue]] = [
         (row, issue)
         for row, issue in session.exec(
@@ -742,8 +815,9 @@ def _carried(session: Session) -> list[tuple[Contribution, Issue]]:
                 col(Contribution.status) == ContributionStatus.ACCEPTED,
                 col(Contribution.credit_sent_at).is_(None),
                 col(Issue.status) == IssueStatus.SENT,
+                col(Issue.publication) == Publication.BULLETIN,
             )
-            .order_by(col(Contribution.id))
+            .order_by(col(Contribution.id), col(Issue.id))
         ).all()
     ]
     waiting = session.exec(
@@ -761,7 +835,7 @@ def _carried(session: Session) -> list[tuple[Contribution, Issue]]:
             .where(
                 col(Issue.publication) == Publication.BULLETIN,
                 col(Issue.status) == IssueStatus.SENT,
-                col(Issue.send_started_at) >= row.decided_at,
+                col(Issue.approved_at) > row.decided_at,
             )
             .order_by(col(Issue.send_started_at))
         ).all()
@@ -775,17 +849,30 @@ def _carried(session: Session) -> list[tuple[Contribution, Issue]]:
 
 def due(session: Session, *, only: int | None = None) -> list[Due]:
     """The emails owed to contributors (or only about contribution ``only``): receipts of
-    the last week, declines, and one credit per contributor and sent issue."""
+    the last week, declines, and one credit per contributor and sent bulletin."""
     now = clock.now()
     owed: list[Due] = []
-    people: dict[int, Contact | None] = {}
+    people: dict[int, tuple[Contact, bool] | None] = {}
 
-    def contact(contact_id: int) -> Contact | None:
+    def person(contact_id: int) -> tuple[Contact, bool] | None:
+        """The contact, and whether the firewall lets them read the bulletin."""
         if contact_id not in people:
-            people[contact_id] = session.get(Contact, contact_id)
+            found = session.exec(
+                select(Contact, Organisation)
+                .join(Organisation, col(Organisation.id) == col(Contact.organisation_id))
+                .where(col(Contact.id) == contact_id)
+            ).first()
+            people[contact_id] = (
+                (found[0], audiences.may_receive(found[1].kind, Publication.BULLETIN))
+                if found is not None
+                else None
+            )
         return people[contact_id]
 
-    query = select(Contribution).where(
+    def active(contact: Contact) -> bool:
+        return contact.status is ContactStatus.ACTIVE
+
+    receipts = select(Contribution).where(
         col(Contribution.receipt_sent_at).is_(None),
         col(Contribution.created_at) > now - RECEIPTS_FOR,
     )
@@ -794,58 +881,68 @@ def due(session: Session, *, only: int | None = None) -> list[Due]:
         col(Contribution.decision_sent_at).is_(None),
     )
     if only is not None:
-        query = query.where(col(Contribution.id) == only)
+        receipts = receipts.where(col(Contribution.id) == only)
         declined = declined.where(col(Contribution.id) == only)
-    for row in session.exec(query.order_by(col(Contribution.id))).all():
-        person = contact(row.contact_id)
-        if person is not None and row.id is not None:
+    for row in session.exec(receipts.order_by(col(Contribution.id))).all():
+        found = person(row.contact_id)
+        if found is not None and row.id is not None:
+            proposal = propose(session, row, now)
             owed.append(
                 Due(
                     NoticeKind.RECEIPT,
                     (row.id,),
                     row.contact_id,
-                    person.name,
-                    person.email,
+                    found[0].name,
+                    found[0].email,
                     (row.headline,),
-                    proposal=propose(session, row, now),
+                    active(found[0]),
+                    slot_at=proposal.slot.send_at if proposal.slot else None,
+                    in_time=proposal.in_time,
                 )
             )
     for row in session.exec(declined.order_by(col(Contribution.id))).all():
-        person = contact(row.contact_id)
-        if person is not None and row.id is not None:
+        found = person(row.contact_id)
+        if found is not None and row.id is not None:
             owed.append(
                 Due(
                     NoticeKind.DECLINED,
                     (row.id,),
                     row.contact_id,
-                    person.name,
-                    person.email,
+                    found[0].name,
+                    found[0].email,
                     (row.headline,),
+                    active(found[0]),
                     reason=row.decline_reason or "",
                 )
             )
-    grouped: dict[tuple[int, int], list[Contribution]] = {}
-    issues_by_id: dict[int, Issue] = {}
+    grouped: dict[tuple[int, int], dict[int, Contribution]] = {}
+    numbers: dict[int, str] = {}
     for row, issue in _carried(session):
-        if only is not None and row.id != only:
+        if (only is not None and row.id != only) or row.id is None or issue.id is None:
             continue
-        assert issue.id is not None
-        issues_by_id[issue.id] = issue
-        grouped.setdefault((row.contact_id, issue.id), []).append(row)
+        numbers[issue.id] = issue.number
+        carried = grouped.setdefault((row.contact_id, issue.id), {})
+        carried.setdefault(row.id, row)  # an item twice in one issue is credited once
+    credited: set[int] = set()
     for (contact_id, issue_id), rows in grouped.items():
-        person = contact(contact_id)
-        if person is not None:
-            owed.append(
-                Due(
-                    NoticeKind.CREDIT,
-                    tuple(r.id for r in rows if r.id is not None),
-                    contact_id,
-                    person.name,
-                    person.email,
-                    tuple(r.headline for r in rows),
-                    issue=issues_by_id[issue_id],
-                )
+        fresh = {i: r for i, r in rows.items() if i not in credited}  # once, in one issue
+        found = person(contact_id)
+        if found is None or not fresh:
+            continue
+        credited.update(fresh)
+        owed.append(
+            Due(
+                NoticeKind.CREDIT,
+                tuple(fresh),
+                contact_id,
+                found[0].name,
+                found[0].email,
+                tuple(r.headline for r in fresh.values()),
+                active(found[0]) and found[1],
+                issue_id=issue_id,
+                issue_number=numbers[issue_id],
             )
+        )
     return owed
 
 
@@ -880,30 +977,23 @@ async def send_notices(
     *,
     only: int | None = None,
 ) -> int:
-    """Send the emails owed to contributors (:func:`due`), each claimed first and released
-    if the relay could not take it (the daemon tries again at its next tick). Returns how
-    many went. A contact no longer active is not written to."""
+    """Send the emails owed to contributors (:func:`due`), each claimed first (in its own
+    transaction) and released when the relay could not take it for now (a 4xx, or no
+    connection: the daemon tries again at its next tick). A permanent refusal (5xx) or a
+    lost reply is not tried again; a contact no longer active, or a credit to a contact
+    the firewall keeps from the bulletin, is not written to. Returns how many went."""
     from mailer.notices import Notices, send_one
 
     def claimed() -> list[Due]:
-        with Session(engine, expire_on_commit=False) as session:
-            owed = []
-            for item in due(session, only=only):
+        with Session(engine) as session:
+            owed = due(session, only=only)
+        taken = []
+        for item in owed:
+            with Session(engine) as session:
                 if claim(session, item):
                     session.commit()
-                    owed.append(item)
-                else:
-                    session.rollback()  # another process is sending it
-            active = {
-                c.id
-                for c in session.exec(
-                    select(Contact).where(
-                        col(Contact.id).in_({o.contact_id for o in owed}),
-                        col(Contact.status) == ContactStatus.ACTIVE,
-                    )
-                ).all()
-            }
-            return [o for o in owed if o.contact_id in active]
+                    taken.append(item)
+        return taken
 
     def undo(owed: Due) -> None:
         with Session(engine) as session:
@@ -913,24 +1003,35 @@ async def send_notices(
     builder = Notices(config)
     sent = 0
     for owed in await asyncio.to_thread(claimed):
-        notice = builder.contribution(owed, signer)
+        what = f"contribution {owed.kind} email (contributions {list(owed.ids)})"
+        if not owed.writable:
+            log.info("not sending the %s: the contact may not receive it now", what)
+            continue
         try:
-            reply = await send_one(new_transport(), config, notice, [owed.email])
+            reply = await send_one(
+                new_transport(), config, builder.contribution(owed, signer), [owed.email]
+            )
         except TransportError as exc:
-            log.error("could not send a contribution %s email: %s", owed.kind, exc)
+            log.error("could not send the %s: %s", what, exc)
             await asyncio.to_thread(undo, owed)
             continue
-        if not reply.ok:
-            log.error(
-                "the relay refused a contribution %s email: %s %s",
-                owed.kind,
+        except Exception:
+            log.exception("could not send the %s", what)
+            await asyncio.to_thread(undo, owed)
+            continue
+        if reply.ok:
+            sent += 1
+            log.info("sent the %s", what)
+        elif reply.unknown or reply.code >= 500:
+            log.warning(
+                "the relay refused the %s for good (%s %s): not tried again",
+                what,
                 reply.code,
                 reply.message,
             )
+        else:
+            log.error("the relay put off the %s: %s %s", what, reply.code, reply.message)
             await asyncio.to_thread(undo, owed)
-            continue
-        sent += 1
-        log.info("told a contributor (%s, contributions %s)", owed.kind, list(owed.ids))
     return sent
 
 
@@ -968,6 +1069,16 @@ def forget_contact(session: Session, contact_id: int) -> tuple[int, list[str]]:
         stored = media.by_name(session, row.image_name) if row.image_name else None
         if stored is None or stored.uploaded_by != f"contribution {row.id}":
             continue
+        # The name the file had on their computer may say who they are.
+        stored.original_name = ""
+        session.execute(
+            sa.update(AuditEntry)
+            .where(
+                col(AuditEntry.actor) == stored.uploaded_by,
+                col(AuditEntry.action) == "media:upload",
+            )
+            .values(detail=f"{stored.width}x{stored.height}")
+        )
         used = session.exec(
             select(sa.func.count())
             .select_from(Item)

@@ -12,6 +12,7 @@ Errors::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -30,7 +31,16 @@ from mailer.content import (
     SponsorContent,
 )
 from mailer.db import get_by_id
-from mailer.models import Contribution, Issue, IssueStatus, Item, Publication, Section
+from mailer.models import (
+    Contribution,
+    ContributionKind,
+    ContributionStatus,
+    Issue,
+    IssueStatus,
+    Item,
+    Publication,
+    Section,
+)
 from mailer.publications import PublicationDefinition
 from mailer.rendering import RenderedIssue, Renderer, Slots
 
@@ -155,7 +165,14 @@ def _store_content(session: Session, issue: Issue, document: IssueDocument) -> N
     session.flush()
 
 
-def _check_contributions(session: Session, document: IssueDocument) -> None:
+def _linked(session: Session, document: IssueDocument, issue_id: int | None) -> IssueDocument:
+    """``document`` with its items' links to LEP contributions checked: only a bulletin's
+    item may name one, and only an accepted contribution (not an event: those go to the
+    diary) that was accepted into this issue (or one since cancelled). A number no
+    contribution has any more (erased) is dropped: the item stays, linked to no one.
+
+    :raises IssueError: a link breaks these rules (named by the contribution's number).
+    """
     named = {
         item.contribution
         for section in document.sections
@@ -163,13 +180,63 @@ def _check_contributions(session: Session, document: IssueDocument) -> None:
         if item.contribution is not None
     }
     if not named:
-        return
-    known = set(session.exec(select(Contribution.id).where(col(Contribution.id).in_(named))).all())
-    missing = sorted(named - known)
-    if missing:
+        return document
+    if not document.publication.internal:
         raise IssueError(
-            f"Contribution: there is no contribution {missing[0]} (it may have been erased): "
-            "take the Contribution: line out of that item"
+            "Contribution: only the bulletin carries LEP contributions; take the "
+            "Contribution: line out of the newsletter's item"
+        )
+    rows = {
+        row.id: row
+        for row in session.exec(select(Contribution).where(col(Contribution.id).in_(named)))
+    }
+    for number in sorted(named & set(rows)):
+        row = rows[number]
+        if row.status is not ContributionStatus.ACCEPTED or row.kind is ContributionKind.EVENT:
+            raise IssueError(
+                f"Contribution: contribution {number} is "
+                f"{'an event' if row.kind is ContributionKind.EVENT else row.status}: only an "
+                "accepted contribution's item may name it"
+            )
+        if row.issue_id not in (None, issue_id):
+            holder = session.get(Issue, row.issue_id)
+            if holder is not None and holder.status is not IssueStatus.CANCELLED:
+                raise IssueError(
+                    f"Contribution: contribution {number} was accepted into issue "
+                    f"{row.issue_id}: its item belongs there"
+                )
+    if named <= set(rows):
+        return document
+    return dataclasses.replace(
+        document,
+        sections=tuple(
+            dataclasses.replace(
+                section,
+                items=tuple(
+                    dataclasses.replace(item, contribution=None)
+                    if item.contribution is not None and item.contribution not in rows
+                    else item
+                    for item in section.items
+                ),
+            )
+            for section in document.sections
+        ),
+    )
+
+
+def _follow(session: Session, document: IssueDocument, issue: Issue) -> None:
+    """Contributions whose items moved here from a cancelled issue now belong here."""
+    moved = [
+        item.contribution
+        for section in document.sections
+        for item in section.items
+        if item.contribution is not None
+    ]
+    if moved:
+        session.execute(
+            sa.update(Contribution)
+            .where(col(Contribution.id).in_(moved), col(Contribution.issue_id).is_not(None))
+            .values(issue_id=issue.id)
         )
 
 
@@ -226,7 +293,7 @@ def save_document(
             f"{document.publication} {number} already exists (issue {clash.id}); "
             "choose another number or leave it out to get the next one"
         )
-    _check_contributions(session, document)
+    document = _linked(session, document, issue.id)
     issue.number = number
     issue.subject = document.subject
     issue.preheader = document.preheader
@@ -236,6 +303,7 @@ def save_document(
     session.add(issue)
     session.flush()
     _store_content(session, issue, document)
+    _follow(session, document, issue)
     return issue
 
 

@@ -654,6 +654,10 @@ class Contribution(SQLModel, table=True):
         nullable=False,
         index=True,
     )
+    # The next bulletin when it arrived (its send time and content deadline), kept: it was
+    # in time or late whatever happens to that slot later. None: no bulletin was planned.
+    next_slot_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    deadline_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     # The issue it was accepted into (an event goes to the diary: events.contribution_id).
     issue_id: int | None = Field(default=None, foreign_key="issues.id")
     decline_reason: str | None = Field(default=None, max_length=500)

@@ -174,10 +174,8 @@ class Notices:
         first = owed.headlines[0]
         short = first if len(first) <= 60 else first[:57].rstrip() + "..."
         if owed.kind == NoticeKind.RECEIPT:
-            proposal = owed.proposal
-            slot = proposal.slot if proposal else None
-            values["slot"] = issues.slot_label(slot.send_at, zone) if slot else ""
-            values["in_time"] = bool(proposal and proposal.in_time)
+            values["slot"] = issues.slot_label(owed.slot_at, zone) if owed.slot_at else ""
+            values["in_time"] = owed.in_time
             subject, template = f"Received for the bulletin: {short}", "contribution_receipt.txt"
         elif owed.kind == NoticeKind.DECLINED:
             values["reason"] = owed.reason
@@ -186,10 +184,9 @@ class Notices:
                 "contribution_declined.txt",
             )
         else:
-            issue = owed.issue
-            assert issue is not None and issue.id is not None
-            values["issue"] = f"bulletin {issue.number}"
-            values["link"] = f"{root}/v/{signer.recipient(owed.contact_id, issue.id)}"
+            assert owed.issue_id is not None
+            values["issue"] = f"bulletin {owed.issue_number}"
+            values["link"] = f"{root}/v/{signer.recipient(owed.contact_id, owed.issue_id)}"
             subject = (
                 f"Your item is in today's bulletin: {short}"
                 if len(owed.headlines) == 1
@@ -248,12 +245,18 @@ def tell_disabled(
 async def send_one(
     transport: Transport, config: Config, notice: Notice, recipients: Sequence[str]
 ) -> Reply:
-    """Send one message to ``recipients`` (not the staff list), then close the transport.
+    """Send one message to ``recipients`` (not the staff list), DKIM-signed when a key is
+    set (as readers' issues are), then close the transport.
 
     :raises TransportError: the relay cannot be reached.
     """
     try:
         data = notice.as_bytes()
+        key = messages.dkim_key(config)
+        if key is not None:
+            data = messages.dkim_sign(
+                data, selector=key.selector, domain=key.domain, private_key=key.private_key
+            )
         return await transport.send(config.settings.network.contact_email, list(recipients), data)
     finally:
         await transport.close()

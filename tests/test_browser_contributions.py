@@ -97,7 +97,7 @@ def test_a_reader_contributes_from_the_bulletin_and_an_editor_accepts_it_in_chro
         )
         page = context.new_page()
         _login(page, root, "editor")
-        page.get_by_role("link", name="Contributions").click()
+        page.get_by_role("link", name="Contributions", exact=True).click()
         expect(page.get_by_role("heading", name="Contributions from LEPs")).to_be_visible()
         expect(page.get_by_text("before the deadline").first).to_be_visible()
         _shot(page, "contributions-queue-390")

@@ -5,6 +5,7 @@ foreign tokens, oversized bodies, hostile Markdown, a flood of submissions)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import re
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from mailer import clock, contributions, editorial, issues, publications
-from mailer.content import ItemContent
+from mailer.content import IssueDocument, ItemContent
 from mailer.models import (
     AuditEntry,
     Contact,
@@ -38,9 +39,12 @@ from mailer.models import (
     Publication,
     Role,
     Slot,
+    SlotStatus,
 )
 from mailer.settings import ContributionSettings
+from mailer.transports import SmtpTransport
 from tests.outbox_fixtures import approved, external_org, people
+from tests.smtp_server import RecordingHandler, running
 from tests.test_markup import _DANGER, XSS
 from tests.web_fixtures import Site, build_site, csrf_of, link_in, login
 
@@ -264,14 +268,21 @@ def test_field_errors_are_shown_at_their_fields_with_what_was_typed(site: Site) 
         "event_date": _form(kind="event", event_place="Derby", event_date="2026-12-31"),
         "event_time": _form(kind="event", event_date="2027-03-01", event_time="25:99"),
         "kind": _form(kind="advert"),
+        "link_long": _form(link="https://d2n2lep.example/" + "a" * 1000),
+        "text_nul": _form(text="A NUL\x00 byte"),
         "image_alt": _form(),  # an image with no description
     }
     for field, data in cases.items():
         files = {"image": ("hub.png", _png(), "image/png")} if field == "image_alt" else None
         answer = reader.post(path, data=data, files=files)
         assert answer.status_code == 422, field
-        assert f'id="c-{field}-error"' in answer.text, (field, answer.text)
-        assert 'value="https://d2n2lep.example/growth-hub"' in answer.text or field == "link"
+        assert (
+            f'id="c-{field.split("_")[0] if field.endswith(("_long", "_nul")) else field}-error"'
+            in answer.text
+        ), (field, answer.text)
+        assert 'value="https://d2n2lep.example/growth-hub"' in answer.text or field.startswith(
+            "link"
+        )
     typed = reader.post(path, data=_form(text="## A heading\nkept text"))
     assert "kept text</textarea>" in typed.text and "would begin a new section" in typed.text
     not_an_image = reader.post(
@@ -506,3 +517,186 @@ def test_staff_edit_a_contribution_before_accepting_it(site: Site) -> None:
     assert "contribution:edit" in actions
     late = client.post(f"/staff/contributions/{row.id}/edit", data={"csrf": token, **edited})
     assert late.status_code == 422 and "edit the item in its issue instead" in late.text
+
+
+def _quiet_receipts(site: Site, path: str, count: int) -> None:
+    """``count`` contributions whose receipts are still owed (as after a relay outage)."""
+    reader = site.client()
+    for n in range(count):
+        assert reader.post(path, data=_form(headline=f"Story {n}")).status_code == 200
+    with Session(site.engine) as session:
+        for row in session.exec(select(Contribution)).all():
+            row.receipt_sent_at = None
+        session.commit()
+
+
+def test_three_senders_at_once_send_each_receipt_once(site: Site) -> None:
+    # The web's background task, `contributions notify` and the daemon may all run at
+    # once: each email is claimed by one of them, none is lost or doubled.
+    path = _contribute_path(_sent_bulletin(site)[0])
+    _quiet_receipts(site, path, 4)
+    before = len(site.captured())
+    start = threading.Barrier(3, timeout=30)
+    counts: list[int] = []
+
+    def run() -> None:
+        start.wait()
+        counts.append(asyncio_run_notices(site))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and sum(counts) == 4, counts
+    subjects = sorted(str(m["Subject"]) for m in site.captured()[before:])
+    assert subjects == [f"Received for the bulletin: Story {n}" for n in range(4)]
+    assert asyncio_run_notices(site) == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the relay's answers
+def test_a_put_off_email_is_retried_and_a_refused_one_is_not(site: Site) -> None:
+    path = _contribute_path(_sent_bulletin(site)[0])
+    _quiet_receipts(site, path, 2)
+    put_off, refused = _rows(site)
+    ctx = site.app.state.ctx
+    handler = RecordingHandler(rcpt_faults={"reader0@lep0.example": 451})
+    with running(handler) as (controller, _):
+
+        def tick(only: int | None) -> int:
+            return asyncio.run(
+                contributions.send_notices(
+                    ctx.engine,
+                    ctx.config,
+                    ctx.signer,
+                    lambda: SmtpTransport("127.0.0.1", controller.port),
+                    only=only,
+                )
+            )
+
+        assert tick(put_off.id) == 0 and tick(put_off.id) == 0  # 451: kept for later
+        handler.rcpt_faults.clear()
+        assert tick(put_off.id) == 1
+        handler.rcpt_faults["reader0@lep0.example"] = 550
+        assert tick(refused.id) == 0
+        handler.rcpt_faults.clear()
+        assert tick(None) == 0  # a 5xx is final: not tried again
+    assert [str(m.recipients) for m in handler.messages] == ["['reader0@lep0.example']"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the rules, not the database
+def test_an_items_link_to_a_contribution_is_checked_wherever_it_comes_from(site: Site) -> None:
+    path = _contribute_path(_sent_bulletin(site)[0])
+    reader = site.client()
+    for headline in ("Accepted story", "Waiting story"):
+        assert reader.post(path, data=_form(headline=headline)).status_code == 200
+    accepted, waiting = _rows(site)
+    client, token = _staff(site)
+    into = client.post(f"/staff/contributions/{accepted.id}/accept", data={"csrf": token})
+    issue_id = int(into.headers["location"].rsplit("/", 1)[1])
+    with Session(site.engine) as session:
+        other = session.exec(
+            select(Issue).where(col(Issue.publication) == Publication.BULLETIN)
+        ).first()
+        assert other is not None and other.id != issue_id
+        mine = issues.document(session, issues.get(session, issue_id))
+        newsletter = dataclasses.replace(mine, publication=Publication.NEWSLETTER)
+        with pytest.raises(issues.IssueError, match="only the bulletin carries"):
+            issues.save_document(session, newsletter, issue_id=None)
+        session.rollback()
+        stolen = dataclasses.replace(mine, number="2027/09")
+        with pytest.raises(issues.IssueError, match=f"accepted into issue {issue_id}"):
+            issues.save_document(session, stolen, issue_id=None)
+        session.rollback()
+        unaccepted = _relinked(mine, waiting.id or 0)
+        with pytest.raises(issues.IssueError, match="received: only an accepted"):
+            issues.save_document(session, unaccepted, issue_id=issue_id)
+        session.rollback()
+        gone = _relinked(mine, 999_999)  # an erased contribution: the link goes
+        saved = issues.save_document(session, gone, issue_id=issue_id)
+        assert all(
+            i.contribution in (None, accepted.id)
+            for s in issues.document(session, saved).sections
+            for i in s.items
+        )
+
+
+def _relinked(document: IssueDocument, contribution: int) -> IssueDocument:
+    first = document.sections[0]
+    item = dataclasses.replace(first.items[0], contribution=contribution)
+    return dataclasses.replace(
+        document,
+        sections=(
+            dataclasses.replace(first, items=(item, *first.items[1:])),
+            *document.sections[1:],
+        ),
+    )
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the pages, not the database
+def test_an_editors_old_form_does_not_undo_an_accepted_contribution(site: Site) -> None:
+    path = _contribute_path(_sent_bulletin(site)[0])
+    assert site.client().post(path, data=_form(headline="First story")).status_code == 200
+    assert site.client().post(path, data=_form(headline="Second story")).status_code == 200
+    first, second = _rows(site)
+    client, token = _staff(site)
+    into = client.post(f"/staff/contributions/{first.id}/accept", data={"csrf": token})
+    issue_id = int(into.headers["location"].rsplit("/", 1)[1])
+    editor = site.client()
+    login(editor, "editor")
+    opened = _fields(editor.get(f"/staff/issues/{issue_id}").text)
+    client.post(f"/staff/contributions/{second.id}/accept", data={"csrf": token})
+    stale = editor.post(f"/staff/issues/{issue_id}", data=opened | {"op": "save"})
+    assert stale.status_code == 422 and "changed this draft since you opened it" in stale.text
+    with Session(site.engine) as session:
+        linked = session.exec(
+            select(Item.contribution_id).where(col(Item.contribution_id).is_not(None))
+        ).all()
+    assert sorted(i or 0 for i in linked) == sorted([first.id or 0, second.id or 0])
+    again = editor.post(f"/staff/issues/{issue_id}", data=_fields(stale.text) | {"op": "save"})
+    assert again.status_code == 303  # saved knowingly, the second time
+
+
+def _fields(html: str) -> dict[str, str]:
+    from tests.test_web_editor import fields_of
+
+    return fields_of(html)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the rules, not the database
+def test_late_stays_late_and_a_moved_contact_is_not_credited(site: Site) -> None:
+    path = _contribute_path(_sent_bulletin(site)[0])
+    with Session(site.engine) as session:
+        first = session.exec(
+            select(Slot)
+            .where(col(Slot.publication) == Publication.BULLETIN, col(Slot.send_at) > MID_JANUARY)
+            .order_by(col(Slot.send_at))
+        ).first()
+        assert first is not None
+    with clock.frozen(first.deadline_at + timedelta(minutes=1)):
+        assert site.client().post(path, data=_form()).status_code == 200
+    (row,) = _rows(site)
+    with Session(site.engine) as session:
+        slot = session.get(Slot, first.id)
+        assert slot is not None
+        slot.status = SlotStatus.DISPATCHED  # the next bulletin has gone
+        session.commit()
+    with clock.frozen(first.send_at + timedelta(hours=1)), Session(site.engine) as session:
+        proposal = contributions.entry(session, row.id or 0).proposal
+    assert proposal.in_time is False and proposal.deadline == first.deadline_at
+    client, token = _staff(site)
+    into = client.post(f"/staff/contributions/{row.id}/accept", data={"csrf": token})
+    issue_id = int(into.headers["location"].rsplit("/", 1)[1])
+    with Session(site.engine) as session:
+        _written(session, site, issues.get(session, issue_id))
+        contact = session.get(Contact, row.contact_id)
+        assert contact is not None
+        contact.organisation_id = external_org(session)  # moved out of the LEP
+        session.commit()
+    asyncio_run_notices(site)
+    with Session(site.engine) as session:
+        issue = issues.get(session, issue_id)
+        issue.status = IssueStatus.SENT
+        session.commit()
+    before = len(site.captured())
+    assert asyncio_run_notices(site) == 0 and len(site.captured()) == before

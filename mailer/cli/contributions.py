@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from mailer import calendar, clock, contributions, issues, tokens
+from mailer import contributions, issues, tokens
 from mailer.cli.output import AsJson, print_document, table
 from mailer.cli.state import State, console, err, fail, state
 from mailer.contributions import Entry
@@ -181,24 +181,8 @@ def accept_command(
     current = state(ctx)
     settings = current.config.settings
     with current.session() as session:
-        slot_id = None
-        if into:
-            year = into[:4]
-            if year.isdigit():
-                calendar.ensure_year(session, int(year), settings)
-            open_slots = contributions.targets(session, clock.now(), limit=100)
-            slot_id = next((s.id for s, _ in open_slots if s.number == into), None)
-            if slot_id is None:
-                fail(
-                    f"--into {into}: not an open bulletin slot; open ones: "
-                    + (", ".join(s.number for s, _ in open_slots[:6]) or "none")
-                )
         done = contributions.accept(
-            session,
-            contribution_id,
-            by=by or current.actor,
-            settings=settings,
-            slot_id=slot_id,
+            session, contribution_id, by=by or current.actor, settings=settings, into=into
         )
         issue_id = done.issue.id if done.issue else None
         event_id = done.event.id if done.event else None

@@ -60,6 +60,8 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
+        sa.Column("next_slot_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("deadline_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("issue_id", sa.Integer(), nullable=True),
         sa.Column("decline_reason", sa.String(length=500), nullable=True),
         sa.Column("decided_by", sa.String(length=320), nullable=True),

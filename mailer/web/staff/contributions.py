@@ -157,12 +157,14 @@ def accept(
     slot: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     try:
+        if slot and not slot.isdigit():
+            raise ContributionError("choose a bulletin from the list")
         done = contributions.accept(
             session,
             contribution_id,
             by=account.email,
             settings=context(request).config.settings,
-            slot_id=int(slot) if slot.isdigit() else None,
+            slot_id=int(slot) if slot else None,
         )
     except (ContributionError, IssueError) as exc:
         session.rollback()

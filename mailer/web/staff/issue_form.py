@@ -10,6 +10,7 @@ the form's ``op`` button: ``add-section``, ``add-item:S``, and ``up:``, ``down:`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -88,6 +89,31 @@ class IssueFields:
     slot: str = ""  # the chosen open slot's time, ISO 8601 in the calendar's zone; "": none
     sponsor: SponsorFields = field(default_factory=SponsorFields)
     sections: list[SectionFields] = field(default_factory=list)
+    # The draft as it was when the form was made (its last change's time): a save from a
+    # form made before someone else's change is stopped once (:func:`conflict`).
+    version: str = field(default="", compare=False)
+
+
+def version_of(document: IssueDocument) -> str:
+    """The draft's content as a short fingerprint: it changes with any change to it."""
+    return hashlib.sha256(repr(document).encode()).hexdigest()[:20]
+
+
+def conflict(fields: IssueFields, issue: Issue, document: IssueDocument) -> str | None:
+    """Why saving ``fields`` would undo a change made to the draft (``document``, as
+    stored) since its form was made (None: it would not). The form shown again carries
+    the draft's current version, so saving it a second time replaces the draft knowingly."""
+    current = version_of(document)
+    if not fields.version or fields.version == current:
+        return None
+    who = issue.last_edited_by or "someone"
+    fields.version = current
+    return (
+        f"Not saved: {who} changed this draft since you opened it (an accepted LEP "
+        "contribution, say), and saving your form would undo that. What you typed is "
+        "still here: open the issue in another tab to compare, then Save again to replace "
+        "the draft with this form, or reload the page to drop your changes."
+    )
 
 
 # --- to and from the document ---------------------------------------------------------
@@ -165,6 +191,7 @@ def from_form(form: Mapping[str, Any], publication: Publication) -> IssueFields:
         slot=_text(form, "slot").strip(),
         sponsor=sponsor if not publication.internal else SponsorFields(),
         sections=read,
+        version=_text(form, "version").strip(),
     )
 
 
@@ -188,6 +215,7 @@ def from_json(text: str) -> IssueFields | None:
                 )
                 for section in data["sections"]
             ],
+            version=str(data.get("version", "")),
         )
     except (ValueError, KeyError, TypeError):
         return None

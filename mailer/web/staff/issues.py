@@ -158,7 +158,9 @@ def _issue_page(
 def issue_edit(request: Request, account: Staff, issue_id: RowId, session: DB) -> Response:
     issue = issues.get(session, issue_id)
     zone = local_zone(request)
-    fields = issue_form.from_document(issues.document(session, issue), zone)
+    document = issues.document(session, issue)
+    fields = issue_form.from_document(document, zone)
+    fields.version = issue_form.version_of(document)
     kept = issue_form.autosaved(session, issue, account.email)
     if kept is not None and kept[0] != fields and issue.status is IssueStatus.DRAFT:
         return _issue_page(request, session, account, issue, kept[0], restored=kept[1], draft=True)
@@ -224,7 +226,8 @@ async def issue_save(request: Request, account: Staff, issue_id: RowId, session:
             issue_form.keep(session, issue_id, account.email, fields)
             session.commit()
         return _issue_page(request, session, account, issue, fields, anchor=anchor, draft=True)
-    errors = _save(request, session, account, issue, fields)
+    clash = issue_form.conflict(fields, issue, issues.document(session, issue))
+    errors = {"form": clash} if clash else _save(request, session, account, issue, fields)
     if errors:
         issue = issues.get(session, issue_id)
         if issue.status is IssueStatus.DRAFT:
