@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 KEY_FILE = "secret.key"
 _RECIPIENT_SALT = "mailer.recipient.v1"
 _VERP_SALT = "mailer.verp.v1"
+_REDIRECT_SALT = "mailer.redirect.v1"
 
 
 class BadToken(Exception):
@@ -60,12 +61,22 @@ class RecipientRef:
     issue_id: int
 
 
+@dataclass(frozen=True)
+class OrganisationRef:
+    """What a redirect token names: an issue and the organisation of the copy (never a
+    person; organisation 0 is a copy sent to no one, such as the archive's)."""
+
+    issue_id: int
+    organisation_id: int
+
+
 class TokenSigner:
     """Makes and checks tokens; one per process, cheap to call per recipient."""
 
     def __init__(self, key: bytes) -> None:
         self._recipient = Signer(key, salt=_RECIPIENT_SALT, digest_method=hashlib.sha256)
         self._verp = Signer(key, salt=_VERP_SALT, digest_method=hashlib.sha256)
+        self._redirect = Signer(key, salt=_REDIRECT_SALT, digest_method=hashlib.sha256)
 
     def recipient(self, contact_id: int, issue_id: int) -> str:
         """The token in a recipient's links: ``<contact>-<issue>.<signature>``."""
@@ -80,6 +91,24 @@ class TokenSigner:
             value = self._recipient.unsign(token.encode("ascii")).decode("ascii")
             contact, issue = value.split("-")
             return RecipientRef(int(contact, 16), int(issue, 16))
+        except (BadSignature, UnicodeError, ValueError) as exc:
+            raise BadToken("this link is not valid: it was altered or is not one of ours") from exc
+
+    def organisation(self, issue_id: int, organisation_id: int) -> str:
+        """The token of an issue's redirects in copies for one organisation:
+        ``<issue>-<organisation>.<signature>``, made once per organisation."""
+        value = f"{issue_id:x}-{organisation_id:x}".encode()
+        return self._redirect.sign(value).decode("ascii")
+
+    def read_organisation(self, token: str) -> OrganisationRef:
+        """The issue and organisation a redirect token names.
+
+        :raises BadToken: the token was forged, altered or is malformed.
+        """
+        try:
+            value = self._redirect.unsign(token.encode("ascii")).decode("ascii")
+            issue, organisation = value.split("-")
+            return OrganisationRef(int(issue, 16), int(organisation, 16))
         except (BadSignature, UnicodeError, ValueError) as exc:
             raise BadToken("this link is not valid: it was altered or is not one of ours") from exc
 
