@@ -497,3 +497,49 @@ def board_pdf_available() -> bool:
     from mailer import board
 
     return board.pdf_available()
+
+
+def test_links_whose_text_is_an_address_and_reader_links_stay_direct_and_off_means_direct(
+    tmp_path: Path,
+) -> None:
+    """The visible text of a counted link is never an address other than where it goes
+    (spam filters and readers alike look for that); with count_clicks off every link is
+    direct; the privacy notice says what is counted, and that nothing identifies a reader."""
+    page = (
+        '<a href="https://www.gov.uk/x">Skills England report</a> '
+        '<a href="https://www.gov.uk/y">www.gov.uk/y</a> '
+        '<a href="https://evil.example/">https://www.gov.uk/</a> '
+        '<a href="https://site.example/u/TOKEN">Unsubscribe</a> '
+        '<a href="mailto:news@lepnetwork.example">news@lepnetwork.example</a>'
+    )
+    tracked, links = clicks.track(
+        page, root="https://site.example", slot="SLOT", keep=("https://site.example/u/TOKEN",)
+    )
+    assert links == (clicks.TrackedLink("https://www.gov.uk/x", "Skills England report"),)
+    assert '<a href="https://site.example/r/SLOT/1">Skills England report</a>' in tracked
+    assert '<a href="https://www.gov.uk/y">www.gov.uk/y</a>' in tracked
+    assert '<a href="https://evil.example/">https://www.gov.uk/</a>' in tracked
+    assert clicks.direct(tracked, "SLOT", links) == page
+
+    from mailer.models import Publication
+    from tests.rendering_fixtures import FIXED_SLOTS, content, definition
+    from tests.rendering_fixtures import renderer as plain_renderer
+
+    shipped = plain_renderer()
+    assert not shipped.count_clicks  # the test renderer: direct links, as with count_clicks off
+    rendered = shipped.render(
+        content(Publication.NEWSLETTER), definition(Publication.NEWSLETTER), FIXED_SLOTS
+    )
+    assert "/r/" not in rendered.html and rendered.tracked == ()
+
+    from fastapi.testclient import TestClient
+
+    from tests.outbox_fixtures import config_for
+
+    config = config_for(f"sqlite:///{tmp_path / 'p.db'}", tmp_path)
+    engine = db.create_engine(config.database_url)
+    db.init_schema(engine)
+    notice = TestClient(create_app(config, engine)).get("/privacy").text
+    assert "never you" in notice and "no tracking pixel" in notice
+    assert "we do not ask for consent" in notice and "at least 5 of its people" in notice
+    engine.dispose()

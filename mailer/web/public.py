@@ -49,7 +49,10 @@ def home(request: Request) -> Response:
 
 @router.get("/privacy", response_class=HTMLResponse)
 def privacy(request: Request) -> Response:
-    return page(request, "privacy.html")
+    settings = context(request).config.settings
+    return page(
+        request, "privacy.html", {"reports": settings.reports, "base_url": settings.web.root}
+    )
 
 
 @router.get("/signup", response_class=HTMLResponse)
