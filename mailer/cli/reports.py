@@ -46,7 +46,7 @@ def report_command(
     Dates are days in [calendar] timezone. The page holds its own stylesheet: open it in a
     browser and print it, or mail it.
 
-    Examples:
+    Example:
 
       mailer report --from 2027-01-01 --to 2027-02-28 --out report.html
 

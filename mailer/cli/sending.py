@@ -220,7 +220,7 @@ def report_command(
     per person; an organisation with fewer than [reports] min_group recipients is added to
     "other".
 
-    Examples:
+    Example:
 
       mailer issue report 3
 
