@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +47,23 @@ def load_key(secret_key: str | None, var_dir: Path) -> bytes:
         pass
     var_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode("ascii")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _written_by_another(path)  # processes started together: one writes it
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key)
     log.warning("MAILER_SECRET_KEY is not set: generated a signing key in %s", path)
+    return key
+
+
+def _written_by_another(path: Path) -> bytes:
+    """The key another process has just created, once it has written it (bounded wait)."""
+    deadline = time.monotonic() + 5
+    while not (key := path.read_bytes().strip()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} stays empty: remove it and start again")
+        time.sleep(0.01)
     return key
 
 
