@@ -41,7 +41,7 @@ import uvloop
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from mailer import clock, issues, journal, outbox, publications
+from mailer import clicks, clock, issues, journal, outbox, publications
 from mailer.messages import DkimKey, MessageTemplate, Personal, dkim_sign, issue_key, message_id
 from mailer.outbox import Claimed, Outcome, Result
 from mailer.rendering import Renderer
@@ -136,6 +136,10 @@ class Tally:
 class _Prepared:
     template: MessageTemplate
     key: str
+    # Issue 19 (reports): each recipient's organisation redirect token, by contact id
+    # (empty when the issue counts no clicks). See mailer.clicks.
+    organisations: dict[int, str]
+    no_organisation: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +217,15 @@ class Sender:
             number=issue.number,
             base_url=self.config.settings.web.base_url,
         )
-        return _Prepared(template, issue_key(issue.publication.value, issue.number))
+        organisations = (
+            clicks.organisation_tokens(session, issue_id, self.signer) if rendered.tracked else {}
+        )
+        return _Prepared(
+            template,
+            issue_key(issue.publication.value, issue.number),
+            organisations,
+            self.signer.organisation(issue_id, clicks.NO_ORGANISATION),
+        )
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -384,6 +396,7 @@ class Sender:
             email=row.email,
             token=self.signer.recipient(row.contact_id, row.issue_id),
             message_id=message_id(self.domain, prepared.key, row.contact_id),
+            organisation=prepared.organisations.get(row.contact_id, prepared.no_organisation),
         )
         data = prepared.template.personalise(personal, date)
         if self.dkim is not None:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from mailer import clock, events
+from mailer import clicks, clock, events
 from mailer.content import (
     EventContent,
     ImageContent,
@@ -386,6 +386,7 @@ def rendering(
             text=issue.rendered_text,
             slots=slots,
             links=renderer.links(slots),
+            tracked=clicks.links_of(session, issue.id or 0),
         )
     return renderer.render(content(session, issue, renderer.zone), definition)
 
@@ -400,6 +401,7 @@ def freeze(session: Session, issue: Issue, rendered: RenderedIssue, *, approver:
     issue.rendered_html = rendered.html
     issue.rendered_text = rendered.text
     issue.render_nonce = rendered.slots.nonce
+    clicks.record(session, issue.id or 0, rendered.tracked)  # the redirects' only targets
     issue.approved_by = approver
     issue.approved_at = clock.now()
     session.flush()
@@ -416,6 +418,7 @@ def reopen(session: Session, issue: Issue) -> Issue:
         transition(session, issue, IssueStatus.APPROVED)
     transition(session, issue, IssueStatus.DRAFT)
     issue.rendered_html = issue.rendered_text = issue.render_nonce = None
+    clicks.forget(session, issue.id or 0)
     issue.approved_by = None
     issue.approved_at = None
     session.flush()

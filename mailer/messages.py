@@ -67,6 +67,7 @@ class Gap(IntEnum):
     TOKEN = 3
     TEXT_NAME = 4
     HTML_NAME = 5
+    ORGANISATION = 6  # the redirect token of the reader's organisation (mailer.clicks)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class Personal:
     email: str
     token: str
     message_id: str
+    # The redirect token of their organisation (TokenSigner.organisation): needed only when
+    # the issue's HTML part counts its links; never anything naming the person.
+    organisation: str = ""
 
 
 def _is_control(ch: str) -> bool:
@@ -241,11 +245,15 @@ class MessageTemplate:
         subject: str,
         number: str,
         base_url: str,
+        count_clicks: bool = True,
     ) -> MessageTemplate:
-        """Prepare the message of an issue once.
+        """Prepare the message of an issue once; without ``count_clicks`` (test sends) the
+        content links of the HTML part are direct, not counted redirects.
 
         :raises HeaderError: the subject or a name holds a line break.
         """
+        html_part = rendered.html if count_clicks else rendered.direct_html()
+        slots = rendered.slots
         check_header_value("subject", subject)
         key = issue_key(definition.publication.value, number)
         boundary = f"=_mailer_{rendered.slots.nonce}"
@@ -273,11 +281,11 @@ class MessageTemplate:
             f"--{boundary}\r\n".encode("ascii"),
             b'Content-Type: text/plain; charset="utf-8"\r\n',
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            *_body(rendered.text, rendered.slots.name, rendered.slots.token, Gap.TEXT_NAME),
+            *_body(rendered.text, slots.name, slots.token, Gap.TEXT_NAME),
             f"\r\n--{boundary}\r\n".encode("ascii"),
             b'Content-Type: text/html; charset="utf-8"\r\n',
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            *_body(rendered.html, rendered.slots.name, rendered.slots.token, Gap.HTML_NAME),
+            *_body(html_part, slots.name, slots.token, Gap.HTML_NAME, slots.organisation),
             f"\r\n--{boundary}--\r\n".encode("ascii"),
         ]
         segments: list[bytes] = [b""]
@@ -294,6 +302,8 @@ class MessageTemplate:
         """The exact bytes for one recipient: a join of prepared bytes and encoded values."""
         token = personal.token.encode("ascii")
         name = personal.name.encode("utf-8")
+        if not personal.organisation and Gap.ORGANISATION in self.gaps:
+            raise ValueError("this issue counts its links: the copy needs an organisation token")
         values = (
             date or format_datetime(clock.now()).encode("ascii"),
             personal.message_id.encode("ascii"),
@@ -301,6 +311,7 @@ class MessageTemplate:
             token,
             _gap_value(name),
             _gap_value(html.escape(personal.name, quote=True).encode("utf-8")),
+            personal.organisation.encode("ascii"),
         )
         parts = [self.segments[0]]
         for gap, segment in zip(self.gaps, self.segments[1:], strict=True):
@@ -309,7 +320,9 @@ class MessageTemplate:
         return b"".join(parts)
 
 
-def _body(body: str, name_slot: str, token_slot: str, name_gap: Gap) -> list[bytes | Gap]:
+def _body(
+    body: str, name_slot: str, token_slot: str, name_gap: Gap, organisation_slot: str = ""
+) -> list[bytes | Gap]:
     """A body encoded as quoted-printable, cut at its slots; each gap on a line of its own.
 
     Tokens are URL-safe ASCII and stay on the line that a soft break opens for them; a
@@ -317,14 +330,17 @@ def _body(body: str, name_slot: str, token_slot: str, name_gap: Gap) -> list[byt
     """
     pieces: list[bytes | Gap] = []
     text = body.replace("\r\n", "\n")
-    for number, chunk in enumerate(
-        re.split(f"({re.escape(name_slot)}|{re.escape(token_slot)})", text)
-    ):
+    slots = [re.escape(name_slot), re.escape(token_slot)]
+    if organisation_slot:
+        slots.append(re.escape(organisation_slot))
+    for number, chunk in enumerate(re.split(f"({'|'.join(slots)})", text)):
         if number % 2:
             if chunk == name_slot:
                 pieces.append(name_gap)
-            else:
+            elif chunk == token_slot:
                 pieces.extend([Gap.TOKEN, SOFT_BREAK])
+            else:
+                pieces.extend([Gap.ORGANISATION, SOFT_BREAK])
             continue
         encoded = _qp(chunk.encode("utf-8"))
         if chunk and not chunk.endswith("\n"):

@@ -668,3 +668,66 @@ class Contribution(SQLModel, table=True):
     decision_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     credit_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _timestamp(index=True)
+
+
+class IssueLink(SQLModel, table=True):
+    """A content link of an approved issue (an item's, the sponsor's, an event's), recorded
+    when its rendering is frozen: the only targets its ``/r/`` redirects may go to."""
+
+    __tablename__ = "issue_links"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issues.id", ondelete="CASCADE", index=True)
+    position: int  # 1, 2 … in the order the links first appear in the HTML part
+    url: str = Field(max_length=1000)
+    label: str = Field(default="", max_length=300)  # the link's visible text
+
+
+class ClickCount(SQLModel, table=True):
+    """Clicks of one link of an issue from copies sent to one organisation, on one day
+    (calendar time zone). No person, address or browser is stored: link 0 counts the
+    issue's view-online opens; organisation 0 counts copies not sent to anyone (the archive)."""
+
+    __tablename__ = "click_counts"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "link", "organisation_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issues.id", ondelete="CASCADE", index=True)
+    link: int
+    organisation_id: int
+    day: date
+    clicks: int = Field(default=0)
+
+
+class ReachMeasure(StrEnum):
+    """What a reach count counts (per issue and organisation)."""
+
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    IN_DOUBT = "in_doubt"
+    BOUNCED = "bounced"  # a permanent bounce: a 5xx reply, or a later DSN
+    BOUNCED_LATER = "bounced_later"  # of those, a DSN after the relay had accepted it
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"  # through a link or the mailto of this issue's copy
+
+
+class ReachCount(SQLModel, table=True):
+    """Per issue and organisation, what is no longer derived from deliveries: unsubscribes
+    (counted as they happen) and deliveries reduced to counts (retention, erasure)."""
+
+    __tablename__ = "reach_counts"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "organisation_id", "measure"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issues.id", ondelete="CASCADE", index=True)
+    organisation_id: int
+    measure: ReachMeasure = Field(
+        sa_type=enum_type(ReachMeasure, "reach_measure"),
+        nullable=False,
+    )
+    count: int = Field(default=0)

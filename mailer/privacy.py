@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from mailer import audit, clock, contributions
+from mailer import audit, clock, contributions, reports
 from mailer.contacts import (
     ContactFieldError,
     email_hash,
@@ -272,6 +272,16 @@ def erase_subject(
         ).all()
         _count(session, [(issue_id, status) for issue_id, status in rows])
         theirs = sa.select(col(Delivery.id)).where(col(Delivery.contact_id) == contact.id)
+        reports.reduce(
+            session,
+            list(
+                session.execute(
+                    theirs.where(
+                        col(Delivery.status).not_in([DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED])
+                    )
+                ).scalars()
+            ),
+        )
         removed["bounce_events"] = rowcount(
             session.execute(
                 sa.delete(BounceEvent).where(
@@ -388,6 +398,7 @@ def retain(session: Session, days: float, *, batch: int = RETAIN_BATCH) -> int:
     while rows := session.execute(old).all():
         _count(session, [(issue_id, status) for _, issue_id, status in rows])
         ids = [delivery_id for delivery_id, _, _ in rows]
+        reports.reduce(session, ids)  # reach per organisation, before the rows go
         session.execute(
             sa.update(BounceEvent)
             .where(col(BounceEvent.delivery_id).in_(ids))

@@ -82,7 +82,8 @@ def message_template(
     *,
     subject: str | None = None,
 ) -> MessageTemplate:
-    """The issue's message, prepared once."""
+    """The issue's message, prepared once; its content links are direct (a test send or
+    preview counts no clicks)."""
     return MessageTemplate.build(
         rendered,
         definition,
@@ -90,6 +91,7 @@ def message_template(
         subject=subject or issue.subject,
         number=issue.number,
         base_url=base_url,
+        count_clicks=False,
     )
 
 

@@ -1,7 +1,8 @@
 """Rendering an issue once: sanitised Markdown into Jinja2 templates, premailer, text twin.
 
-The result holds two named slots (the reader's name and their signed token) as
-unguessable placeholders, so each recipient's copy is made by cheap substitution
+The result holds named slots (the reader's name, their signed token and, in the content
+links of the HTML part, the redirect token of their organisation: :mod:`mailer.clicks`)
+as unguessable placeholders, so each recipient's copy is made by cheap substitution
 (:mod:`mailer.messages`), never by rendering or inlining again.
 
 Errors::
@@ -23,6 +24,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 from markupsafe import Markup
 
+from mailer import clicks
+from mailer.clicks import TrackedLink
 from mailer.content import ImageContent, IssueContent
 from mailer.markup import to_html, to_text
 from mailer.publications import PublicationDefinition
@@ -87,21 +90,40 @@ class Slots:
     def token(self) -> str:
         return f"MAILER{self.nonce}TOKEN"
 
+    @property
+    def organisation(self) -> str:
+        """The redirect token of the reader's organisation (never the person's)."""
+        return f"MAILER{self.nonce}ORG"
+
 
 @dataclass(frozen=True)
 class RenderedIssue:
-    """The inlined HTML and the text, each holding the slots' placeholders."""
+    """The inlined HTML and the text, each holding the slots' placeholders; ``tracked``
+    are the content links the HTML part sends through counted redirects, in order."""
 
     html: str
     text: str
     slots: Slots
     links: dict[str, str] = field(default_factory=dict)
+    tracked: tuple[TrackedLink, ...] = ()
 
-    def for_reader(self, name: str, token: str) -> tuple[str, str]:
-        """The HTML and text one reader sees (for previews and the view-online page)."""
-        html = self.html.replace(self.slots.name, escape(name, quote=True))
+    def for_reader(self, name: str, token: str, organisation: str | None = None) -> tuple[str, str]:
+        """The HTML and text one reader sees (the view-online page, the archive, previews):
+        with ``organisation`` (a redirect token) the content links count; without, they
+        are direct."""
+        if organisation is None:
+            html = self.direct_html()
+        else:
+            html = self.html.replace(self.slots.organisation, organisation)
+        html = html.replace(self.slots.name, escape(name, quote=True))
         text = self.text.replace(self.slots.name, name)
         return html.replace(self.slots.token, token), text.replace(self.slots.token, token)
+
+    def direct_html(self) -> str:
+        """The HTML with every content link direct (test sends and previews)."""
+        if not self.tracked:
+            return self.html
+        return clicks.direct(self.html, self.slots.organisation, self.tracked)
 
 
 def date_label(day: date) -> str:
@@ -145,12 +167,19 @@ class Renderer:
     """Renders issues with the templates in one folder; create once, use for many issues."""
 
     def __init__(
-        self, templates_dir: Path, network: NetworkSettings, web: WebSettings, zone: ZoneInfo
+        self,
+        templates_dir: Path,
+        network: NetworkSettings,
+        web: WebSettings,
+        zone: ZoneInfo,
+        *,
+        count_clicks: bool = False,
     ) -> None:
         self.templates_dir = templates_dir
         self.network = network
         self.web = web
         self.zone = zone
+        self.count_clicks = count_clicks
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
@@ -164,7 +193,13 @@ class Renderer:
     def for_config(cls, config: Config) -> Renderer:
         """The renderer of a deployment: its templates, network, site and time zone."""
         settings = config.settings
-        return cls(config.templates_dir, settings.network, settings.web, settings.calendar.zone)
+        return cls(
+            config.templates_dir,
+            settings.network,
+            settings.web,
+            settings.calendar.zone,
+            count_clicks=settings.reports.count_clicks,
+        )
 
     def links(self, slots: Slots) -> dict[str, str]:
         root = self.web.root
@@ -258,8 +293,20 @@ class Renderer:
         text = self._render(
             f"{publication}.txt", self._context(content, definition, slots, html=False)
         )
+        tracked: tuple[TrackedLink, ...] = ()
+        if self.count_clicks:
+            html, tracked = clicks.track(
+                html,
+                root=self.web.root,
+                slot=slots.organisation,
+                keep=tuple(self._links(definition, slots).values()),
+            )
         return RenderedIssue(
-            html=inline_css(html), text=_tidy_text(text), slots=slots, links=self.links(slots)
+            html=inline_css(html),
+            text=_tidy_text(text),
+            slots=slots,
+            links=self.links(slots),
+            tracked=tracked,
         )
 
 

@@ -457,6 +457,24 @@ class PrivacySettings(_Section):
     )
 
 
+class ReportSettings(_Section):
+    """The reports staff read: reach per organisation, what was read, the year."""
+
+    min_group: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Fewest recipients an organisation must have had in an issue for its "
+        "clicks and views to be shown on their own; smaller ones are added to 'other'.",
+    )
+    count_clicks: bool = Field(
+        True,
+        description="Send the content links of an issue's HTML part through counted "
+        "{base_url}/r/ redirects naming the issue, the link and the reader's organisation "
+        "(never the person); false: every link is direct and nothing is counted.",
+    )
+
+
 class DkimSettings(_Section):
     """DKIM signing; the private key comes from the environment."""
 
@@ -578,6 +596,9 @@ class Settings(_Section):
         default_factory=BounceSettings, description="Bounces and complaints."
     )
     privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="Privacy.")
+    reports: ReportSettings = Field(
+        default_factory=ReportSettings, description="Reports: reach, what was read."
+    )
     calendar: CalendarSettings = Field(
         default_factory=CalendarSettings, description="The editorial calendar and daemon."
     )

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from sqlmodel import Session, col, select
 
-from mailer import audiences, audit, clock, contacts
+from mailer import audiences, audit, clock, contacts, reports
 from mailer.contacts import (
     ContactFieldError,
     clean_name,
@@ -289,6 +289,8 @@ def unsubscribe(
     ):
         detail = publication if channel == "link" else f"{publication} (by {channel})"
         audit.record(session, READER, "unsubscribe", f"contact {who.contact.id}", detail)
+        if who.issue is not None and who.issue.id is not None:
+            reports.count_unsubscribe(session, who.issue.id, who.contact.organisation_id)
     session.commit()
     return who, publication
 
@@ -320,6 +322,9 @@ def update_preferences(
         status = SubscriptionStatus.ACTIVE if active else SubscriptionStatus.UNSUBSCRIBED
         if contacts.set_subscription(session, who.contact.id, publication, status):
             changed.append(f"{publication} {'on' if active else 'off'}")
+            issue = who.issue
+            if not active and issue is not None and issue.id and issue.publication == publication:
+                reports.count_unsubscribe(session, issue.id, who.contact.organisation_id)
     if changed:
         audit.record(
             session, READER, "preferences", f"contact {who.contact.id}", ", ".join(changed)

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 KEY_FILE = "secret.key"
 _RECIPIENT_SALT = "mailer.recipient.v1"
 _VERP_SALT = "mailer.verp.v1"
+_REDIRECT_SALT = "mailer.redirect.v1"
 
 
 class BadToken(Exception):
@@ -45,10 +47,23 @@ def load_key(secret_key: str | None, var_dir: Path) -> bytes:
         pass
     var_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode("ascii")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _written_by_another(path)  # processes started together: one writes it
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key)
     log.warning("MAILER_SECRET_KEY is not set: generated a signing key in %s", path)
+    return key
+
+
+def _written_by_another(path: Path) -> bytes:
+    """The key another process has just created, once it has written it (bounded wait)."""
+    deadline = time.monotonic() + 5
+    while not (key := path.read_bytes().strip()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} stays empty: remove it and start again")
+        time.sleep(0.01)
     return key
 
 
@@ -60,12 +75,22 @@ class RecipientRef:
     issue_id: int
 
 
+@dataclass(frozen=True)
+class OrganisationRef:
+    """What a redirect token names: an issue and the organisation of the copy (never a
+    person; organisation 0 is a copy sent to no one, such as the archive's)."""
+
+    issue_id: int
+    organisation_id: int
+
+
 class TokenSigner:
     """Makes and checks tokens; one per process, cheap to call per recipient."""
 
     def __init__(self, key: bytes) -> None:
         self._recipient = Signer(key, salt=_RECIPIENT_SALT, digest_method=hashlib.sha256)
         self._verp = Signer(key, salt=_VERP_SALT, digest_method=hashlib.sha256)
+        self._redirect = Signer(key, salt=_REDIRECT_SALT, digest_method=hashlib.sha256)
 
     def recipient(self, contact_id: int, issue_id: int) -> str:
         """The token in a recipient's links: ``<contact>-<issue>.<signature>``."""
@@ -80,6 +105,24 @@ class TokenSigner:
             value = self._recipient.unsign(token.encode("ascii")).decode("ascii")
             contact, issue = value.split("-")
             return RecipientRef(int(contact, 16), int(issue, 16))
+        except (BadSignature, UnicodeError, ValueError) as exc:
+            raise BadToken("this link is not valid: it was altered or is not one of ours") from exc
+
+    def organisation(self, issue_id: int, organisation_id: int) -> str:
+        """The token of an issue's redirects in copies for one organisation:
+        ``<issue>-<organisation>.<signature>``, made once per organisation."""
+        value = f"{issue_id:x}-{organisation_id:x}".encode()
+        return self._redirect.sign(value).decode("ascii")
+
+    def read_organisation(self, token: str) -> OrganisationRef:
+        """The issue and organisation a redirect token names.
+
+        :raises BadToken: the token was forged, altered or is malformed.
+        """
+        try:
+            value = self._redirect.unsign(token.encode("ascii")).decode("ascii")
+            issue, organisation = value.split("-")
+            return OrganisationRef(int(issue, 16), int(organisation, 16))
         except (BadSignature, UnicodeError, ValueError) as exc:
             raise BadToken("this link is not valid: it was altered or is not one of ours") from exc
 

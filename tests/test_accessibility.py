@@ -36,7 +36,9 @@ def _console_pages(issue_id: int, contact_id: int) -> list[str]:
     for router in GUARDED_ROUTERS:
         for route in router.routes:
             assert isinstance(route, APIRoute)
-            if "GET" not in (route.methods or ()) or route.path.endswith((".csv", ".json", ".ics")):
+            if "GET" not in (route.methods or ()) or route.path.endswith(
+                (".csv", ".json", ".ics", ".pdf")
+            ):
                 continue
             if route.path.endswith((".html", "/html")):
                 continue  # an issue's own HTML, as sent: judged as an email, not a page

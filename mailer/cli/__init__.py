@@ -19,6 +19,7 @@ from mailer.cli import (
     issues,
     orgs,
     privacy,
+    reports,
     sending,
     setup,
     web,
@@ -75,6 +76,7 @@ app.add_typer(issues.app, name="issue")
 app.add_typer(events.app, name="events")
 app.add_typer(contributions.app, name="contributions")
 sending.register(app, issues.app)
+reports.register(app)
 app.add_typer(calendar.app, name="calendar")
 app.command("daemon")(calendar.daemon_command)
 app.command("status")(calendar.status_command)

@@ -20,12 +20,12 @@ from rich.progress import (
 )
 from rich.table import Column
 
-from mailer import audiences, delivery, issues, messages, outbox, publications, tokens
+from mailer import audiences, delivery, issues, messages, outbox, publications, reports, tokens
 from mailer.cli import contributions
 from mailer.cli.issues import issue_json
-from mailer.cli.output import AsJson, print_document, table
+from mailer.cli.output import AsJson, print_document, table, warn
 from mailer.cli.state import State, console, err, fail, state
-from mailer.models import DeliveryStatus, IssueStatus
+from mailer.models import DeliveryStatus, Issue, IssueStatus
 from mailer.transports import from_config
 
 
@@ -196,16 +196,58 @@ def worker_command(
 def report_command(
     ctx: typer.Context,
     issue_id: Annotated[int, typer.Argument(help="Issue id.")],
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="One table per organisation (every LEP, and each other organisation it went "
+            "to) or per kind of organisation: reach, clicks and view-online opens.",
+            metavar="organisation|kind",
+        ),
+    ] = None,
     as_json: AsJson = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print the --by table as CSV (organisation if no --by).")
+    ] = False,
 ) -> None:
-    """Show a send's figures: deliveries per status, in doubt, duration, rate, failures.
+    """Show a send's figures: deliveries per status, in doubt, duration, rate, failures,
+    and its reach and what was read.
 
-    Example: mailer issue report 3
+    Reach: delivered (accepted and not bounced later), deferred, failed, suppressed, in
+    doubt, bounced (5xx replies and later DSNs), unsubscribed and complained after this
+    issue, per LEP, per other organisation and kind, and in total; LEPs nobody was reached
+    at are named. Clicks and view-online opens are counted per organisation and day, never
+    per person; an organisation with fewer than [reports] min_group recipients is added to
+    "other".
+
+    Example:
+
+      mailer issue report 3
+
+      mailer issue report 3 --by organisation
+
+      mailer issue report 3 --by kind --csv > kinds.csv
+
+      mailer issue report 3 --json
     """
-    with state(ctx).session() as session:
+    if as_json and as_csv:
+        fail("--json and --csv: choose one")
+    if by is not None and by not in reports.BY:
+        fail(f"--by: choose organisation or kind, not {by!r}")
+    current = state(ctx)
+    min_group = current.config.settings.reports.min_group
+    with current.session() as session:
         issue = issues.get(session, issue_id)
         report = outbox.report(session, issue_id)
+        reach = reports.issue_reach(session, issue)
+        reads = reports.issue_reads(session, reach, min_group)
     counts = {status: report.counts.get(status, 0) for status in DeliveryStatus}
+    if as_csv:
+        chosen = by or "organisation"
+        reports.write_csv(
+            reports.table_rows(reach, reads, chosen), reports.csv_columns(chosen), sys.stdout
+        )
+        return
     if as_json:
         print_document(
             {
@@ -222,8 +264,37 @@ def report_command(
                     {"email": email, "code": code, "reply": reply}
                     for email, code, reply in report.failures
                 ],
-            }
+                "reach": {
+                    "total": reach.total.as_dict(),
+                    "by_organisation": reports.table_rows(reach, reads, "organisation"),
+                    "by_kind": reports.table_rows(reach, reads, "kind"),
+                    "unreached_leps": reach.unreached,
+                },
+                "reads": {
+                    "min_group": min_group,
+                    "clicks": reads.clicks,
+                    "unique_clicks": reads.unique,
+                    "views": reads.views,
+                    "unique_views": reads.unique_views,
+                    "links": [
+                        {
+                            "position": link.position,
+                            "url": link.url,
+                            "label": link.label,
+                            "clicks": link.clicks,
+                            "unique_clicks": link.unique,
+                        }
+                        for link in reads.links
+                    ],
+                },
+            },
+            warnings=_unreached_warning(reach),
         )
+        return
+    if by is not None:
+        _by_table(issue, reports.table_rows(reach, reads, by), by)
+        for warning in _unreached_warning(reach):
+            warn(warning)
         return
     console.print(f"[bold]{issue.publication} {issue.number}[/] (issue {issue_id}, {issue.status})")
     table(
@@ -248,6 +319,48 @@ def report_command(
         console.print("First failures and deferrals:")
         for email, code, reply in report.failures:
             console.print(f"  {escape(email)}: {code or '-'} {escape(reply)}")
+    total = reach.total
+    console.print(
+        f"Reach: {total.delivered:,} delivered, {total.bounced:,} bounced (later DSNs "
+        f"included), {total.unsubscribed:,} unsubscribed, {total.complained:,} complained; "
+        f"{reads.clicks:,} clicks ({reads.unique:,} organisation-days), {reads.views:,} "
+        "view-online opens"
+    )
+    for warning in _unreached_warning(reach):
+        warn(warning)
+    console.print(f"Per LEP and organisation: mailer issue report {issue_id} --by organisation")
+
+
+def _unreached_warning(reach: reports.IssueReach) -> list[str]:
+    if not reach.unreached or reach.issue.status not in (IssueStatus.SENDING, IssueStatus.SENT):
+        return []
+    return [f"{len(reach.unreached)} LEPs were reached at nobody: " + ", ".join(reach.unreached)]
+
+
+def _by_table(issue: Issue, rows: list[dict[str, object]], by: str) -> None:
+    def cell(value: object) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "NO"
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    names = [name for name, _ in reports.COLUMNS]
+    first = ["name", "kind"] if by == "organisation" else ["name"]
+    columns: list[str | Column] = [
+        *first,
+        *(Column(name.replace("_", " "), justify="right") for name in names),
+        Column("reached", justify="right"),
+        *(Column(name.replace("_", " "), justify="right") for name in reports.READ_COLUMNS),
+    ]
+    table(
+        columns,
+        [
+            [cell(row.get(n)) for n in (*first, *names, "reached", *reports.READ_COLUMNS)]
+            for row in rows
+        ],
+        title=f"{issue.publication} {issue.number}: reach and reads by {by}",
+    )
 
 
 def register(app: typer.Typer, issue_app: typer.Typer) -> None:

@@ -6,10 +6,10 @@ from contextlib import suppress
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from mailer import issues, media, notices, publications
+from mailer import clicks, issues, media, notices, publications
 from mailer.models import Issue, IssueStatus, Publication
 from mailer.subscriptions import (
     LinkError,
@@ -49,7 +49,10 @@ def home(request: Request) -> Response:
 
 @router.get("/privacy", response_class=HTMLResponse)
 def privacy(request: Request) -> Response:
-    return page(request, "privacy.html")
+    settings = context(request).config.settings
+    return page(
+        request, "privacy.html", {"reports": settings.reports, "base_url": settings.web.root}
+    )
 
 
 @router.get("/signup", response_class=HTMLResponse)
@@ -196,12 +199,19 @@ def preferences_post(
 
 
 def _email_page(
-    request: Request, session: Session, issue: Issue, name: str, token: str
+    request: Request,
+    session: Session,
+    issue: Issue,
+    name: str,
+    token: str,
+    organisation_id: int = clicks.NO_ORGANISATION,
 ) -> Response:
+    """The issue as a reader sees it; its content links count for the organisation."""
     ctx = context(request)
     definition = publications.load(ctx.config.lists_dir, issue.publication)
     rendered = issues.rendering(session, issue, ctx.renderer, definition)
-    html, _ = rendered.for_reader(name, token)
+    organisation = ctx.signer.organisation(issue.id or 0, organisation_id)
+    html, _ = rendered.for_reader(name, token, organisation)
     return email_page(html)
 
 
@@ -216,7 +226,47 @@ def view_online(request: Request, token: str, session: DB) -> Response:
         return _invalid(request, LinkError("this issue is not available"))
     if who.issue.publication not in who.offered:  # the firewall, as at every door
         return _invalid(request, LinkError("this issue is for contacts of LEPs only"))
-    return _email_page(request, session, who.issue, who.contact.name, token)
+    settings = context(request).config.settings
+    organisation_id = who.contact.organisation_id
+    if settings.reports.count_clicks and who.issue.id is not None:
+        # Counted for the reader's organisation and the day only (mailer.clicks).
+        clicks.count(
+            session,
+            who.issue.id,
+            clicks.VIEW_ONLINE,
+            organisation_id,
+            clicks.today(settings.calendar.zone),
+        )
+    return _email_page(request, session, who.issue, who.contact.name, token, organisation_id)
+
+
+@router.get("/r/{token}/{position}")
+def follow_link(request: Request, token: str, position: RowId, session: DB) -> Response:
+    """A counted content link of an issue: straight on, in one answer, to that issue's own
+    link (never anywhere else), counted for the organisation the token names."""
+    ctx = context(request)
+    settings = ctx.config.settings
+    try:
+        target = clicks.follow(
+            session,
+            ctx.signer,
+            token,
+            position,
+            zone=settings.calendar.zone,
+            counting=settings.reports.count_clicks,
+        )
+    except clicks.LinkNotFound:
+        return page(
+            request,
+            "message.html",
+            {
+                "title": "Link not found",
+                "message": "This link is not one of ours, or it was altered on its way. "
+                "The issue it came in is in your email; its links are there too.",
+            },
+            status=404,
+        )
+    return RedirectResponse(target, status_code=302)
 
 
 def _sent_newsletters(session: Session) -> list[Issue]:

@@ -22,6 +22,7 @@ from mailer.web.staff import (
     logs,
     mailbox,
     media,
+    reports,
 )
 from mailer.web.staff.common import csrf_checked, signed_in
 
@@ -43,6 +44,7 @@ GUARDED_ROUTERS = [
         account,
         accounts,
         logs,
+        reports,
     )
 ]
 router = APIRouter(dependencies=GUARDED)

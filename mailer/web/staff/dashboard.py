@@ -11,6 +11,7 @@ from mailer import (
     contributions,
     issues,
     outbox,
+    reports,
 )
 from mailer.models import (
     IssueStatus,
@@ -20,6 +21,7 @@ from mailer.web.pages import (
     page,
 )
 from mailer.web.staff.common import DB, Staff, local_zone
+from mailer.web.staff.reports import chart_helpers
 
 router = APIRouter()
 
@@ -46,7 +48,10 @@ def dashboard(request: Request, account: Staff, session: DB) -> Response:
     sent = [
         i for i in issues.listing(session) if i.status in (IssueStatus.SENT, IssueStatus.SENDING)
     ][:5]
-    reports = [(i, outbox.report(session, i.id or 0)) for i in sent]
+    last_sends = [(i, outbox.report(session, i.id or 0)) for i in sent]
+    # The year at a glance (mailer.reports): on time against the target, under the cap.
+    glance = reports.targets_chart(reports.targets(session, year, settings), year)
+    session.commit()
     return page(
         request,
         "staff/dashboard.html",
@@ -55,7 +60,11 @@ def dashboard(request: Request, account: Staff, session: DB) -> Response:
             "counts": calendar.year_counts(views, settings),
             "upcoming": upcoming,
             "in_progress": in_progress,
-            "reports": reports,
+            "reports": last_sends,
+            "chart": glance,
+            "csv_base": "/staff/reports/charts",
+            "csv_query": f"year={year}",
+            **chart_helpers(),
             "zone": zone,
             "contributions": contributions.count_waiting(session),
         },
