@@ -364,6 +364,8 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("issue_id", "contact_id"),
         sa.Index("ix_deliveries_outbox", "issue_id", "status", "next_attempt_at"),
+        # The claim reads one issue's queued rows in id order, a batch at a time.
+        sa.Index("ix_deliveries_claim", "issue_id", "status", "id"),
         {"sqlite_autoincrement": True},  # VERP tokens name ids: never hand one out again
     )
 
