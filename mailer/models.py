@@ -68,7 +68,11 @@ class Publication(StrEnum):
         """The organisation kinds whose contacts may ever receive it: LEPs only for an
         internal publication (the firewall's rule; asked through
         :func:`mailer.audiences.may_receive`)."""
-        return frozenset({OrganisationKind.LEP}) if self.internal else frozenset(OrganisationKind)
+        return _RECEIVING_KINDS[self.internal]
+
+
+# Made once: the firewall asks for them on every row of an audience.
+_RECEIVING_KINDS = {True: frozenset({OrganisationKind.LEP}), False: frozenset(OrganisationKind)}
 
 
 class SubscriptionStatus(StrEnum):
