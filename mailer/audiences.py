@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -66,6 +67,7 @@ def may_receive(organisation_kind: OrganisationKind, publication: Publication) -
     return organisation_kind in publication.organisation_kinds
 
 
+@cache
 def receivable(organisation_kind: OrganisationKind) -> frozenset[Publication]:
     """The publications a contact of an organisation of this kind may receive (and so be
     offered, subscribed to, or imported into)."""

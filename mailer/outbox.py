@@ -38,7 +38,7 @@ from sqlmodel import Session, col
 
 from mailer import audiences, bounces, clock, issues, privacy
 from mailer.audiences import FirewallError
-from mailer.db import rowcount
+from mailer.db import driver_value, rowcount
 from mailer.journal import Entries
 from mailer.models import (
     Contact,
@@ -460,12 +460,11 @@ def _record_sent(session: Session, results: Sequence[Result], worker: str, now: 
     connection = session.connection()
     dialect = connection.dialect
     sql, order = _sent(dialect)
-    stamp = Delivery.metadata.tables["deliveries"].c.updated_at.type.bind_processor(dialect)
     fixed = {
         "b_claimed": DeliveryStatus.CLAIMED.value,
         "b_sent": DeliveryStatus.SENT.value,
         "b_worker": worker,
-        "b_now": stamp(now) if stamp else now,
+        "b_now": driver_value(connection, Delivery.metadata.tables["deliveries"].c.updated_at, now),
     }
     rows = [
         {
