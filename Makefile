@@ -73,11 +73,9 @@ test: $(VENV)/.test-deps system-packages lint
 	$(BIN)/python -m compileall -q mailer tests > /dev/null
 	$(BIN)/pytest
 
-bench: $(VENV)/.test-deps
-	$(BIN)/python bench/bench_import.py
-	$(BIN)/python bench/bench_audience.py
-	$(BIN)/python bench/render.py
-	$(BIN)/python bench/send.py
+# Issue 20's table: each figure with its target, PASS/FAIL and its baseline of the same run.
+bench: $(VENV)/.test-deps system-packages
+	$(BIN)/python bench/table.py
 	$(BIN)/python bench/bounces.py
 	$(BIN)/python bench/login.py
 

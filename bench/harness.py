@@ -98,3 +98,31 @@ def drop_pg_database(base: str, name: str) -> None:
     with admin.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One row of the performance table: a figure against its target, and the baseline
+    it was measured against in the same run."""
+
+    benchmark: str
+    figure: str
+    target: str
+    passed: bool
+    baseline: str
+
+    def line(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (
+            f"{self.benchmark:<50} {self.figure:>18}  {self.target:<10} {verdict:<4}  "
+            f"{self.baseline}"
+        )
+
+
+def print_table(verdicts: Sequence[Verdict], title: str = "Performance (issue 20)") -> None:
+    """The table's rows, each with its target, PASS/FAIL and its baseline of this run."""
+    print()
+    print(title)
+    print(f"{'benchmark':<50} {'now':>18}  {'target':<10} {'':<4}  baseline (same run)")
+    for verdict in verdicts:
+        print(verdict.line())

@@ -78,11 +78,11 @@ def email_message_way(rendered: RenderedIssue, who: Personal, subject: str) -> b
     return message.as_bytes(policy=SMTP)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--baseline", type=int, default=2_000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     content, renderer = realistic_issue()
     definition = publications.load(ROOT / "lists", Publication.BULLETIN)
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -40,9 +42,9 @@ class FirewallError(Exception):
     """An internal publication was about to reach a contact outside the LEPs."""
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """One member of an audience: only what sending needs, no ORM object."""
+class Recipient(NamedTuple):
+    """One member of an audience: only what sending needs, no ORM object (a plain tuple,
+    the cheapest thing to make a hundred thousand of)."""
 
     contact_id: int
     email: str
@@ -65,6 +67,7 @@ def may_receive(organisation_kind: OrganisationKind, publication: Publication) -
     return organisation_kind in publication.organisation_kinds
 
 
+@cache
 def receivable(organisation_kind: OrganisationKind) -> frozenset[Publication]:
     """The publications a contact of an organisation of this kind may receive (and so be
     offered, subscribed to, or imported into)."""
@@ -124,16 +127,18 @@ def members(
 def resolve(
     session: Session, publication: Publication, rule: AudienceRule, *, chunk: int = 2000
 ) -> Iterator[Recipient]:
-    """Stream the audience of ``publication`` in contact order, ``chunk`` rows at a time.
+    """Stream the audience of ``publication`` in contact order, ``chunk`` rows at a time:
+    one query read as plain tuples through the Core (no ORM loading on the way).
 
     :raises FirewallError: a row broke the firewall (the query makes this impossible;
         the check is the second lock on the door).
     """
     query = members(publication, rule).order_by(col(Contact.id))
-    result = session.execute(query.execution_options(yield_per=chunk))
-    for contact_id, email, name, organisation_id, kind, role in result:
-        check_recipient(publication, kind)
-        yield Recipient(contact_id, email, name, organisation_id, kind, role)
+    rows = session.connection().execute(query, execution_options={"yield_per": chunk})
+    make = Recipient._make
+    for row in rows:
+        check_recipient(publication, row[4])
+        yield make(row)
 
 
 def count(session: Session, publication: Publication, rule: AudienceRule) -> int:

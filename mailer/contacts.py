@@ -23,10 +23,14 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import TextIO
 
+import email_validator
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
+from email_validator import rfc_constants as email_constants
+from email_validator import syntax as email_syntax
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -87,12 +91,58 @@ def normalise_email(raw: str) -> str:
     text = raw.strip()
     if not text:
         raise ContactFieldError("email is empty")
+    plain = _plain_address(text)
+    if plain is not None:
+        return plain.lower()
     try:
         checked = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise ContactFieldError(f"invalid address {text!r}: {exc}") from None
     assert checked.ascii_email is not None
     return checked.ascii_email.lower()
+
+
+# One @, nothing quoted, bracketed, escaped or displayed: the common address.
+_PLAIN = re.compile(r"[^\s\"<>()\[\]\\,;:@]+@[^\s\"<>()\[\]\\,;:@]+")
+
+
+@lru_cache(maxsize=4096)
+def _checked_domain(domain: str, test_environment: bool, globally_deliverable: bool) -> str | None:
+    """email-validator's own check of a domain, remembered: an import of a hundred
+    thousand addresses has a few hundred domains, and the check (IDNA) is most of the cost
+    of validating an address. The domain's ASCII form, or None when it is refused."""
+    try:
+        info = email_syntax.validate_email_domain_name(
+            domain, test_environment=test_environment, globally_deliverable=globally_deliverable
+        )
+    except EmailNotValidError:
+        return None
+    return info["ascii_domain"]
+
+
+def _plain_address(text: str) -> str | None:
+    """The address :func:`validate_email` would give for a plain ASCII address, by the
+    library's own checks of its local part and (remembered) domain; None whenever it is
+    not that simple, or either check refuses it: then the full validator decides (and
+    says why)."""
+    if not text.isascii() or len(text) > email_constants.EMAIL_MAX_LENGTH:
+        return None
+    if _PLAIN.fullmatch(text) is None:
+        return None
+    local, _, domain = text.partition("@")
+    ascii_domain = _checked_domain(
+        domain, email_validator.TEST_ENVIRONMENT, email_validator.GLOBALLY_DELIVERABLE
+    )
+    if ascii_domain is None:
+        return None
+    try:
+        checked = email_syntax.validate_email_local_part(
+            local, allow_smtputf8=False, allow_empty_local=False, quoted_local_part=False
+        )
+    except EmailNotValidError:
+        return None
+    address = f"{checked['ascii_local_part']}@{ascii_domain}"
+    return address if len(address) <= email_constants.EMAIL_MAX_LENGTH else None
 
 
 def to_spreadsheet_cell(value: str) -> str:

@@ -119,7 +119,7 @@ class Tally:
     released: int = 0
     resent_in_doubt: int = 0
     taken_over: int = 0  # claims another sender took while this one was held up
-    db_seconds: float = 0.0
+    db_seconds: float = 0.0  # on the database thread, the issue's rendering apart
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -194,14 +194,18 @@ class Sender:
 
     # -- database work, one call at a time on the database thread ---------------------
 
-    async def _in_db(self, work: Callable[[Session], T]) -> T:
+    async def _in_db(self, work: Callable[[Session], T], *, counted: bool = True) -> T:
+        """Run ``work`` on the database thread; its time counts in ``db_seconds`` unless
+        it is not database work (the issue's rendering, once per issue)."""
+
         def run() -> T:
             started = time.perf_counter()
             try:
                 with Session(self.engine, expire_on_commit=False) as session:
                     return work(session)
             finally:
-                self.tally.db_seconds += time.perf_counter() - started
+                if counted:
+                    self.tally.db_seconds += time.perf_counter() - started
 
         return await asyncio.get_running_loop().run_in_executor(self._db, run)
 
@@ -389,7 +393,7 @@ class Sender:
     async def _job(self, row: Claimed, date: bytes) -> _Job:
         prepared = self._prepared.get(row.issue_id)
         if prepared is None:
-            prepared = await self._in_db(lambda s: self._prepare(s, row.issue_id))
+            prepared = await self._in_db(lambda s: self._prepare(s, row.issue_id), counted=False)
             self._prepared[row.issue_id] = prepared
         personal = Personal(
             name=row.name,

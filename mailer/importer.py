@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import NamedTuple, TextIO
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -40,6 +40,7 @@ from mailer.contacts import (
     parse_role,
     to_spreadsheet_cell,
 )
+from mailer.db import driver_value, insert_many
 from mailer.models import (
     Contact,
     ContactStatus,
@@ -377,13 +378,44 @@ def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str] | None,
             raise ImportFileError(f"{path}:{line}: malformed CSV: {exc}") from None
 
 
-def _stricter(row: _Row, contact: Contact) -> bool:
+_CONTACT_COLUMNS = (
+    "email",
+    "email_hash",
+    "name",
+    "organisation_id",
+    "role",
+    "status",
+    "lawful_basis",
+    "consent_source",
+    "consented_at",
+    "consent_wording_version",
+    "created_at",
+    "updated_at",
+)
+
+
+class _OnFile(NamedTuple):
+    """What an import compares of a contact already on file: plain values, no ORM object
+    (an ORM object is loaded only for a contact the import changes)."""
+
+    id: int
+    email: str
+    email_hash: str
+    name: str
+    organisation_id: int
+    role: Role
+    lawful_basis: LawfulBasis
+    consented_at: datetime | None
+    status: ContactStatus
+
+
+def _stricter(row: _Row, contact: _OnFile | Contact) -> bool:
     """The row asks for a stricter status than the contact has (never a looser one)."""
     current = _STRICTNESS.get(contact.status)
     return current is not None and _STRICTNESS[row.status] > current
 
 
-def _differences(row: _Row, contact: Contact, subscribed: set[Publication]) -> list[str]:
+def _differences(row: _Row, contact: _OnFile, subscribed: set[Publication]) -> list[str]:
     differs = []
     if contact.name != row.name:
         differs.append("name")
@@ -427,8 +459,17 @@ class _Writer:
                 )
             ).scalars()
         )
+        table = _table(Contact)
         existing = {
-            c.email: c for c in session.exec(select(Contact).where(col(Contact.email).in_(emails)))
+            found.email: found
+            for found in map(
+                _OnFile._make,
+                session.execute(
+                    sa.select(*(table.c[name] for name in _OnFile._fields)).where(
+                        table.c.email.in_(emails)
+                    )
+                ),
+            )
         }
         subscribed: dict[int, set[Publication]] = {}
         if existing:
@@ -455,13 +496,14 @@ class _Writer:
             if contact is None:
                 new.append(row)
                 continue
-            assert contact.id is not None
             have = subscribed.get(contact.id, set())
             differs = _differences(row, contact, have)
             if not differs:
                 self.report.unchanged += 1
             elif self.update:
-                self._update(row, contact, have, is_suppressed)
+                on_file = session.get(Contact, contact.id)
+                assert on_file is not None
+                self._update(row, on_file, have, is_suppressed)
                 self.report.updated += 1
             else:
                 self.report.skipped.append(
@@ -476,54 +518,70 @@ class _Writer:
             self._insert(new)
 
     def _insert(self, rows: list[_Row]) -> None:
-        values = [
-            {
-                "email": r.email,
-                "email_hash": email_hash(r.email),
-                "name": r.name,
-                "organisation_id": r.organisation_id,
-                "role": r.role,
-                "status": r.status,
-                "lawful_basis": r.lawful_basis,
-                "consent_source": r.source or self.default_source,
-                "consented_at": r.consented_at,
-                "consent_wording_version": r.consent_wording,
-                "consent_confirmed_at": None,
-                "created_at": self.now,
-                "updated_at": self.now,
-            }
-            for r in rows
-        ]
-        # Core inserts on the tables: one multi-row statement per batch, no ORM bookkeeping.
+        connection = self.session.connection()
         contacts = _table(Contact)
-        inserted = self.session.execute(
-            contacts.insert().returning(contacts.c.id, contacts.c.email), values
+
+        def value(table: sa.Table, column: str, raw: object) -> object:
+            return driver_value(connection, table.c[column], raw)
+
+        now = value(contacts, "created_at", self.now)
+        insert_many(
+            connection,
+            contacts,
+            _CONTACT_COLUMNS,
+            [
+                (
+                    r.email,
+                    email_hash(r.email),
+                    r.name,
+                    r.organisation_id,
+                    r.role.value,
+                    r.status.value,
+                    r.lawful_basis.value,
+                    r.source or self.default_source,
+                    value(contacts, "consented_at", r.consented_at),
+                    r.consent_wording,
+                    now,
+                    now,
+                )
+                for r in rows
+            ],
         )
-        ids = {email: contact_id for contact_id, email in inserted}
-        subscriptions: list[dict[str, Any]] = [
-            {
-                "contact_id": ids[r.email],
-                "publication": publication,
-                "status": (
-                    SubscriptionStatus.UNSUBSCRIBED
-                    if publication in r.ended
-                    else SubscriptionStatus.ACTIVE
-                ),
-                "created_at": self.now,
-                "updated_at": self.now,
-            }
-            for r in rows
-            for publication in sorted(r.publications | r.ended)
-        ]
-        if subscriptions:
-            self.session.execute(_table(Subscription).insert(), subscriptions)
-        suppressions = [
-            {"email_hash": email_hash(r.email), "reason": "manual", "created_at": self.now}
-            for r in rows
-            if r.status is ContactStatus.SUPPRESSED
-        ]
-        if suppressions:
-            self.session.execute(_table(Suppression).insert(), suppressions)
+        ids: dict[str, int] = {
+            email: contact_id
+            for email, contact_id in self.session.execute(
+                sa.select(contacts.c.email, contacts.c.id).where(
+                    contacts.c.email.in_([r.email for r in rows])
+                )
+            )
+        }
+        active, ended = SubscriptionStatus.ACTIVE.value, SubscriptionStatus.UNSUBSCRIBED.value
+        insert_many(
+            connection,
+            _table(Subscription),
+            ("contact_id", "publication", "status", "created_at", "updated_at"),
+            [
+                (
+                    ids[r.email],
+                    publication.value,
+                    ended if publication in r.ended else active,
+                    now,
+                    now,
+                )
+                for r in rows
+                for publication in sorted(r.publications | r.ended)
+            ],
+        )
+        insert_many(
+            connection,
+            _table(Suppression),
+            ("email_hash", "reason", "created_at"),
+            [
+                (email_hash(r.email), SuppressionReason.MANUAL.value, now)
+                for r in rows
+                if r.status is ContactStatus.SUPPRESSED
+            ],
+        )
         self.report.added += len(rows)
 
     def _update(

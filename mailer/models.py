@@ -68,7 +68,11 @@ class Publication(StrEnum):
         """The organisation kinds whose contacts may ever receive it: LEPs only for an
         internal publication (the firewall's rule; asked through
         :func:`mailer.audiences.may_receive`)."""
-        return frozenset({OrganisationKind.LEP}) if self.internal else frozenset(OrganisationKind)
+        return _RECEIVING_KINDS[self.internal]
+
+
+# Made once: the firewall asks for them on every row of an audience.
+_RECEIVING_KINDS = {True: frozenset({OrganisationKind.LEP}), False: frozenset(OrganisationKind)}
 
 
 class SubscriptionStatus(StrEnum):
@@ -371,6 +375,8 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("issue_id", "contact_id"),
         sa.Index("ix_deliveries_outbox", "issue_id", "status", "next_attempt_at"),
+        # The claim reads one issue's queued rows in id order, a batch at a time.
+        sa.Index("ix_deliveries_claim", "issue_id", "status", "id"),
         {"sqlite_autoincrement": True},  # VERP tokens name ids: never hand one out again
     )
 

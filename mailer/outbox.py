@@ -28,14 +28,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session, col
 
 from mailer import audiences, bounces, clock, issues, privacy
 from mailer.audiences import FirewallError
-from mailer.db import rowcount
+from mailer.db import driver_value, rowcount
 from mailer.journal import Entries
 from mailer.models import (
     Contact,
@@ -224,6 +227,87 @@ def _skip_reason(
     return None
 
 
+_DUE_AGAIN = "due again"
+_QUEUED = "queued"
+
+
+@cache
+def _take(kind: str, postgres: bool) -> sa.Update:
+    """Claim one issue's due rows of one kind (deferred and due again, or queued), in id
+    order, up to a number: one set-based statement, fenced to the claiming worker. Each
+    kind is a range of the outbox's claim index read in id order, so a claim costs its
+    batch, not the size of the outbox. Built once (this is the send's hot path)."""
+    table = Delivery.metadata.tables["deliveries"]
+    due = (
+        sa.and_(
+            table.c.status == DeliveryStatus.DEFERRED,
+            table.c.next_attempt_at <= sa.bindparam("b_now", type_=table.c.next_attempt_at.type),
+        )
+        if kind == _DUE_AGAIN
+        else table.c.status == DeliveryStatus.QUEUED
+    )
+    chosen = (
+        sa.select(table.c.id)
+        .where(table.c.issue_id == sa.bindparam("b_issue"), due)
+        .order_by(table.c.id)
+        .limit(sa.bindparam("b_room", type_=sa.Integer))
+    )
+    if postgres:  # several senders share the outbox: each skips the rows another takes
+        chosen = chosen.with_for_update(skip_locked=True)
+    return (
+        table.update()
+        .where(table.c.id.in_(chosen.scalar_subquery()))
+        .values(
+            status=DeliveryStatus.CLAIMED,
+            claimed_by=sa.bindparam("b_worker"),
+            claimed_at=sa.bindparam("b_now"),
+            lease_expires_at=sa.bindparam("b_until", type_=table.c.lease_expires_at.type),
+            attempts=table.c.attempts + 1,
+            updated_at=sa.bindparam("b_now"),
+        )
+        .returning(table.c.id)
+    )
+
+
+@cache
+def _claimed_rows() -> sa.Select[Any]:
+    """What sending and the checks at the claim need of each claimed row, as plain values."""
+    deliveries = Delivery.metadata.tables["deliveries"]
+    issues_ = Issue.metadata.tables["issues"]
+    contacts = Contact.metadata.tables["contacts"]
+    orgs = Organisation.metadata.tables["organisations"]
+    subs = Subscription.metadata.tables["subscriptions"]
+    suppressions = Suppression.metadata.tables["suppressions"]
+    return (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.issue_id,
+            deliveries.c.contact_id,
+            deliveries.c.in_doubt,
+            issues_.c.publication,
+            contacts.c.email,
+            contacts.c.name,
+            contacts.c.status,
+            orgs.c.kind,
+            subs.c.status,
+            suppressions.c.id,
+        )
+        .select_from(deliveries)
+        .join(issues_, issues_.c.id == deliveries.c.issue_id)
+        .join(contacts, contacts.c.id == deliveries.c.contact_id)
+        .join(orgs, orgs.c.id == contacts.c.organisation_id)
+        .outerjoin(
+            subs,
+            sa.and_(
+                subs.c.contact_id == contacts.c.id, subs.c.publication == issues_.c.publication
+            ),
+        )
+        .outerjoin(suppressions, suppressions.c.email_hash == contacts.c.email_hash)
+        .where(deliveries.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+        .order_by(deliveries.c.id)
+    )
+
+
 def claim(
     session: Session,
     worker: str,
@@ -234,69 +318,39 @@ def claim(
 ) -> list[Claimed]:
     """Claim up to ``batch`` due deliveries of sending issues for ``lease``, and commit.
 
+    Issues are taken in id order; in each, deliveries deferred and due again come first
+    (they have waited), then queued ones, each in id order.
+
     Each contact is checked again: one unsubscribed, suppressed or erased since the
     snapshot is marked suppressed; one outside the LEPs in an internal publication's outbox
     is refused by the firewall (failed, logged). Neither is returned.
     """
     now = clock.now()
-    chosen = (
-        sa.select(col(Delivery.id))
-        .join(Issue, col(Issue.id) == col(Delivery.issue_id))
-        .where(col(Issue.status) == IssueStatus.SENDING, _due(now))
-        .order_by(col(Delivery.id))
-        .limit(batch)
-    )
+    postgres = session.get_bind().dialect.name == "postgresql"
+    sending = sa.select(col(Issue.id)).where(col(Issue.status) == IssueStatus.SENDING)
     if issue_id is not None:
-        chosen = chosen.where(col(Delivery.issue_id) == issue_id)
-    if session.get_bind().dialect.name == "postgresql":
-        chosen = chosen.with_for_update(skip_locked=True, of=Delivery)
-    ids = list(
-        session.execute(
-            sa.update(Delivery)
-            .where(col(Delivery.id).in_(chosen.scalar_subquery()))
-            .values(
-                status=DeliveryStatus.CLAIMED,
-                claimed_by=worker,
-                claimed_at=now,
-                lease_expires_at=now + lease,
-                attempts=col(Delivery.attempts) + 1,
-                updated_at=now,
+        sending = sending.where(col(Issue.id) == issue_id)
+    ids: list[int] = []
+    for issue in session.execute(sending.order_by(col(Issue.id))).scalars().all():
+        for kind in (_DUE_AGAIN, _QUEUED):
+            room = batch - len(ids)
+            if room <= 0:
+                break
+            taken = session.execute(
+                _take(kind, postgres),
+                {
+                    "b_issue": issue,
+                    "b_room": room,
+                    "b_now": now,
+                    "b_until": now + lease,
+                    "b_worker": worker,
+                },
             )
-            .returning(col(Delivery.id))
-            .execution_options(synchronize_session=False)
-        ).scalars()
-    )
+            ids.extend(taken.scalars())
     if not ids:
         session.commit()
         return []
-    rows = session.execute(
-        sa.select(
-            col(Delivery.id),
-            col(Delivery.issue_id),
-            col(Delivery.contact_id),
-            col(Delivery.in_doubt),
-            col(Issue.publication),
-            col(Contact.email),
-            col(Contact.name),
-            col(Contact.status),
-            col(Organisation.kind),
-            col(Subscription.status),
-            col(Suppression.id),
-        )
-        .join(Issue, col(Issue.id) == col(Delivery.issue_id))
-        .join(Contact, col(Contact.id) == col(Delivery.contact_id))
-        .join(Organisation, col(Organisation.id) == col(Contact.organisation_id))
-        .outerjoin(
-            Subscription,
-            sa.and_(
-                col(Subscription.contact_id) == col(Contact.id),
-                col(Subscription.publication) == col(Issue.publication),
-            ),
-        )
-        .outerjoin(Suppression, col(Suppression.email_hash) == col(Contact.email_hash))
-        .where(col(Delivery.id).in_(ids))
-        .order_by(col(Delivery.id))
-    ).all()
+    rows = session.execute(_claimed_rows(), {"b_ids": sorted(ids)}).all()
     claimed: list[Claimed] = []
     refused: dict[int, str] = {}
     skipped: dict[int, str] = {}
@@ -358,16 +412,86 @@ def _backoff(attempts: int, settings: DeliverySettings) -> timedelta:
     return timedelta(seconds=min(seconds, settings.retry_max_seconds))
 
 
-def record(
-    session: Session, results: Sequence[Result], settings: DeliverySettings, worker: str
-) -> int:
-    """Record replies: sent; deferred with back-off (failed past the deadline); failed with
-    a permanent bounce that suppresses the address; failed for an error of ours; or
-    released unsent. Only rows ``worker`` still holds are written (a row recovered by
-    another sender meanwhile is theirs now). Commits; returns the rows written."""
+def _fenced(table: sa.Table, worker: str | sa.BindParameter[str]) -> sa.ColumnElement[bool]:
+    """The rows ``worker`` still holds: a result for one taken over is not written."""
+    return sa.and_(
+        table.c.id == sa.bindparam("b_id"),
+        table.c.status == DeliveryStatus.CLAIMED,
+        table.c.claimed_by == worker,
+    )
+
+
+@cache
+def _sent(dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+    """The statement that records one accepted message, fenced in its own WHERE (no read
+    first), compiled once for ``dialect``: its SQL and, for a positional paramstyle, the
+    order of its parameters. The send's hot path runs it for many rows with values made
+    ready once per flush, without per-row parameter processing."""
+    table = Delivery.metadata.tables["deliveries"]
+    now: sa.BindParameter[str] = sa.bindparam("b_now")
+    statement = (
+        table.update()
+        .where(
+            table.c.id == sa.bindparam("b_id"),
+            table.c.status == sa.bindparam("b_claimed"),
+            table.c.claimed_by == sa.bindparam("b_worker"),
+        )
+        .values(
+            status=sa.bindparam("b_sent"),
+            sent_at=now,
+            last_code=sa.bindparam("b_code"),
+            last_reply=sa.bindparam("b_reply"),
+            in_doubt=sa.or_(table.c.in_doubt, sa.bindparam("b_doubt", type_=sa.Boolean)),
+            claimed_by=sa.null(),
+            lease_expires_at=sa.null(),
+            updated_at=now,
+        )
+    )
+    compiled = statement.compile(dialect=dialect)
+    order = tuple(compiled.positiontup or ()) if dialect.positional else None
+    return compiled.string, order
+
+
+def _record_sent(session: Session, results: Sequence[Result], worker: str, now: datetime) -> int:
+    """The common case, set-based: one statement, executed for many rows, for every
+    message the relay accepted. Returns the rows written."""
     if not results:
         return 0
-    now = clock.now()
+    connection = session.connection()
+    dialect = connection.dialect
+    sql, order = _sent(dialect)
+    fixed = {
+        "b_claimed": DeliveryStatus.CLAIMED.value,
+        "b_sent": DeliveryStatus.SENT.value,
+        "b_worker": worker,
+        "b_now": driver_value(connection, Delivery.metadata.tables["deliveries"].c.updated_at, now),
+    }
+    rows = [
+        {
+            **fixed,
+            "b_id": r.delivery_id,
+            "b_code": r.code or None,
+            "b_reply": r.reply[:1000] or None,
+            "b_doubt": r.in_doubt,
+        }
+        for r in results
+    ]
+    params = [tuple(row[name] for name in order) for row in rows] if order is not None else rows
+    return rowcount(connection.exec_driver_sql(sql, params))
+
+
+def _record_others(
+    session: Session,
+    results: Sequence[Result],
+    settings: DeliverySettings,
+    worker: str,
+    now: datetime,
+) -> int:
+    """Deferred (with back-off, or failed past the deadline), failed and released rows:
+    these need the row's attempts and age, so they are read first. Returns the rows
+    written."""
+    if not results:
+        return 0
     table = Delivery.metadata.tables["deliveries"]
     by_id = {r.delivery_id: r for r in results}
     state = {
@@ -386,11 +510,6 @@ def record(
             )
         )
     }
-    if len(state) < len(by_id):
-        log.warning(
-            "%s results came after their claims were taken over: not recorded",
-            len(by_id) - len(state),
-        )
     deadline = timedelta(hours=settings.retry_deadline_hours)
     updates: list[dict[str, object]] = []
     bounced: list[tuple[int, int, Result]] = []
@@ -403,14 +522,11 @@ def record(
             "status": DeliveryStatus.QUEUED,
             "attempts": row.attempts,
             "next_attempt_at": None,
-            "sent_at": None,
             "last_code": result.code or None,
             "last_reply": result.reply[:1000] or None,
             "in_doubt": bool(row.in_doubt) or result.in_doubt,
         }
-        if result.outcome is Outcome.SENT:
-            values.update(status=DeliveryStatus.SENT, sent_at=now)
-        elif result.outcome is Outcome.FAILED:
+        if result.outcome is Outcome.FAILED:
             values.update(status=DeliveryStatus.FAILED)
             bounced.append((delivery_id, row.contact_id, result))
         elif result.outcome is Outcome.ERROR:
@@ -432,20 +548,14 @@ def record(
             values.update(attempts=max(0, row.attempts - 1), last_code=None, last_reply=None)
         updates.append(values)
     if not updates:
-        session.commit()
         return 0
-    session.execute(
+    written = session.execute(
         table.update()
-        .where(
-            table.c.id == sa.bindparam("b_id"),
-            table.c.status == DeliveryStatus.CLAIMED,
-            table.c.claimed_by == worker,
-        )
+        .where(_fenced(table, worker))
         .values(
             status=sa.bindparam("status"),
             attempts=sa.bindparam("attempts"),
             next_attempt_at=sa.bindparam("next_attempt_at"),
-            sent_at=sa.bindparam("sent_at"),
             last_code=sa.bindparam("last_code"),
             last_reply=sa.bindparam("last_reply"),
             in_doubt=sa.bindparam("in_doubt"),
@@ -457,8 +567,31 @@ def record(
     )
     for delivery_id, contact_id, result in bounced:
         bounces.smtp_failure(session, delivery_id, contact_id, result.code, result.reply)
+    return rowcount(written)
+
+
+def record(
+    session: Session, results: Sequence[Result], settings: DeliverySettings, worker: str
+) -> int:
+    """Record replies: sent; deferred with back-off (failed past the deadline); failed with
+    a permanent bounce that suppresses the address; failed for an error of ours; or
+    released unsent. Only rows ``worker`` still holds are written (a row recovered by
+    another sender meanwhile is theirs now). Commits; returns the rows written."""
+    if not results:
+        return 0
+    now = clock.now()
+    latest = list({r.delivery_id: r for r in results}.values())
+    sent = [r for r in latest if r.outcome is Outcome.SENT]
+    others = [r for r in latest if r.outcome is not Outcome.SENT]
+    written = _record_sent(session, sent, worker, now)
+    written += _record_others(session, others, settings, worker, now)
+    if written < len(latest):
+        log.warning(
+            "%s results came after their claims were taken over: not recorded",
+            len(latest) - written,
+        )
     session.commit()
-    return len(updates)
+    return written
 
 
 def renew(session: Session, worker: str, *, lease: timedelta = LEASE) -> set[int]:

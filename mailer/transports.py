@@ -207,6 +207,11 @@ class SmtpTransport:
             await client.connect()
             if self.username:
                 await client.login(self.username, self.password or "")
+            if client.is_ehlo_or_helo_needed:  # (our MAIL FROM does not send it first)
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             raise TransportError(f"cannot reach {self.host}:{self.port}: {exc}") from exc
@@ -258,6 +263,20 @@ class SmtpTransport:
             await connection.quit()
 
 
+def _path(address: str) -> bytes:
+    """``<address>`` for MAIL FROM or RCPT TO (RFC 5321 section 4.1.2).
+
+    :raises ValueError: the address holds what no path may (a line break, a bracket):
+        every address we send to is normalised first, so this is a bug of ours.
+    """
+    if _UNSAFE_PATH.search(address):
+        raise ValueError(f"not a plain address: {address!r}")
+    return b"<" + address.encode("ascii") + b">"
+
+
+_UNSAFE_PATH = re.compile(r"[\x00-\x20<>\x7f-\U0010ffff]")
+
+
 class _Stale(Exception):
     """The connection was gone before anything of the message was sent."""
 
@@ -294,16 +313,22 @@ class _Connection:
         client = self.client
         written = False
         try:
-            await client.mail(sender)
-        except aiosmtplib.SMTPResponseException as exc:
-            if exc.code == 421 or not client.is_connected:
-                raise _Stale() from None
-            raise _SenderRefused(exc.code, exc.message) from None
+            # The command itself, not client.mail(): our addresses are already normalised,
+            # and parsing them again per message cost more than the rest of the command.
+            started = await client.execute_command(b"MAIL FROM:" + _path(sender))
         except (aiosmtplib.SMTPServerDisconnected, OSError):
             raise _Stale() from None
+        if started.code != 250:
+            if started.code == 421 or not client.is_connected:
+                raise _Stale() from None
+            raise _SenderRefused(started.code, started.message) from None
         try:
             for recipient in recipients:
-                await client.rcpt(recipient)
+                accepted = await client.execute_command(b"RCPT TO:" + _path(recipient))
+                if accepted.code not in (250, 251):
+                    raise aiosmtplib.SMTPRecipientRefused(
+                        accepted.code, accepted.message, recipient
+                    )
             if not guard():
                 await self._abandon()
             start = await client.execute_command(b"DATA")
@@ -318,7 +343,8 @@ class _Connection:
             stuffed = message.replace(b"\r\n.", b"\r\n..")
             if stuffed.startswith(b"."):
                 stuffed = b"." + stuffed
-            protocol.write(stuffed + b".\r\n")
+            protocol.write(stuffed)  # and the end apart: no copy of the whole message
+            protocol.write(b".\r\n")
             written = True
             done = await protocol.read_response(timeout=timeout)
         except aiosmtplib.SMTPResponseException as exc:

@@ -10,10 +10,17 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, select
 
 from mailer import db
-from mailer.models import Organisation, OrganisationKind
+from mailer.models import (
+    Contact,
+    ContactStatus,
+    LawfulBasis,
+    Organisation,
+    OrganisationKind,
+    Role,
+)
 
 
 def test_a_fresh_database_is_created_and_stamped_then_left_alone(db_url: str) -> None:
@@ -269,3 +276,48 @@ def test_the_membership_migration_moves_self_declared_lep_members_out(db_url: st
         assert audited == ["contact 1"]
     finally:
         engine.dispose()
+
+
+def test_rows_inserted_many_at_once_read_back_as_any_other_insert(engine: Engine) -> None:
+    # insert_many bypasses SQLAlchemy's per-value processing (COPY on PostgreSQL): times
+    # must still be stored as SQLAlchemy stores them (SQL comparisons find them), the
+    # models' scalar defaults applied, and a refused row an error of SQLAlchemy's.
+    contacts = Contact.metadata.tables["contacts"]
+    when = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+    columns = ("email", "email_hash", "name", "organisation_id", "role", "lawful_basis")
+    with Session(engine) as session:
+        lep = Organisation(name="Bulk LEP", kind=OrganisationKind.LEP)
+        session.add(lep)
+        session.flush()
+        connection = session.connection()
+        stamp = db.driver_value(connection, contacts.c.created_at, when)
+        role = db.driver_value(connection, contacts.c.role, Role.CHAIR)
+        basis = db.driver_value(connection, contacts.c.lawful_basis, LawfulBasis.CONSENT)
+        rows = [(f"r{n}@bulk.example", f"h{n}", f"R {n}", lep.id, role, basis) for n in range(3)]
+        db.insert_many(
+            connection,
+            contacts,
+            (*columns, "created_at", "updated_at"),
+            [(*row, stamp, stamp) for row in rows],
+        )
+        session.commit()
+        found = session.execute(
+            sa.select(sa.func.count()).where(
+                contacts.c.created_at == when, contacts.c.role == Role.CHAIR
+            )
+        ).scalar_one()
+        assert found == 3
+        back = session.exec(select(Contact).where(Contact.email == "r0@bulk.example")).one()
+        assert (back.created_at, back.status, back.bounce_score) == (
+            when,
+            ContactStatus.ACTIVE,  # the models' defaults
+            0,
+        )
+        with pytest.raises(sa.exc.IntegrityError):
+            db.insert_many(
+                session.connection(),
+                contacts,
+                (*columns, "created_at", "updated_at"),
+                [(*rows[0], stamp, stamp)],
+            )
+        session.rollback()

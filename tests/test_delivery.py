@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from mailer import delivery, outbox
+from mailer import delivery, outbox, transports
 from mailer.models import (
     AuditEntry,
     BounceEvent,
@@ -502,3 +502,12 @@ def test_a_guard_that_says_no_at_any_step_hands_nothing_over(allowed: int) -> No
 
         assert asyncio.run(go()) == 250
     assert [m.recipients for m in handler.messages] == [["s@lep1.example"]]
+
+
+@pytest.mark.parametrize("address", ["a@b.example\r\nRCPT TO:<x@y>", "a b@c.example", "<a@b>"])
+def test_an_address_that_could_break_the_command_line_is_never_written(address: str) -> None:
+    # MAIL FROM and RCPT TO are written as the commands themselves: an address holding a
+    # line break or a bracket (a bug of ours: every address is normalised) is refused.
+    with pytest.raises(ValueError, match="not a plain address"):
+        transports._path(address)
+    assert transports._path("bounces+x1@lepnetwork.example") == b"<bounces+x1@lepnetwork.example>"
