@@ -70,21 +70,28 @@ def _exactly_once(handler: RecordingHandler) -> None:
     assert set(received.values()) == {1}, Counter(received.values())
 
 
-def _terminate_mailer_connections(db_url: str) -> int:
-    """pg_terminate_backend of every connection the daemons opened (they are named)."""
+_DAEMONS = "application_name = 'mailer-daemon' AND datname = current_database()"
+
+
+def _daemon_connections(db_url: str, *, terminate: bool = False) -> int:
+    """How many connections the daemons hold (they are named), each ended first with
+    pg_terminate_backend when ``terminate``."""
     admin = sa.create_engine(db_url)
+    what = "count(pg_terminate_backend(pid))" if terminate else "count(*)"
     try:
         with admin.connect() as connection:
-            ended = connection.execute(
-                sa.text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = 'mailer-daemon' AND datname = current_database()"
-                )
+            found = connection.execute(
+                sa.text(f"SELECT {what} FROM pg_stat_activity WHERE {_DAEMONS}")
             ).scalar_one()
             connection.commit()
     finally:
         admin.dispose()
-    return int(ended)
+    return int(found)
+
+
+def _terminate_mailer_connections(db_url: str) -> int:
+    """pg_terminate_backend of every connection the daemons opened."""
+    return _daemon_connections(db_url, terminate=True)
 
 
 def _tick_at(db_url: str) -> object:
@@ -120,6 +127,8 @@ def test_cutting_every_connection_before_a_slot_and_during_its_send_loses_nothin
         handles = [path.open("w") for path in logs]
         daemons = [_daemon(project, handle) for handle in handles]
         try:
+            # Both daemons up (a loaded machine starts them slowly), then the slot's moment.
+            _wait(lambda: _daemon_connections(db_url) >= 2, 60, "both daemons to connect")
             _wait(lambda: time.monotonic() > slot_at - 4, 30, "the moment before the slot")
             assert _terminate_mailer_connections(db_url) >= 2  # both daemons' connections
             _wait(lambda: bool(_readers(handler)), 60, "the send to start")
