@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -38,7 +39,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from mailer import clock
-from mailer.models import ClickCount, Contact, Delivery, IssueLink
+from mailer.models import (
+    ClickCount,
+    Contact,
+    Delivery,
+    Issue,
+    IssueLink,
+    IssueStatus,
+    ReachCount,
+    ReachMeasure,
+)
 from mailer.tokens import BadToken, TokenSigner
 
 VIEW_ONLINE = 0  # the link number that counts view-online opens
@@ -148,21 +158,80 @@ def links_of(session: Session, issue_id: int) -> tuple[TrackedLink, ...]:
     return tuple(TrackedLink(row.url, row.label) for row in rows)
 
 
-def organisation_tokens(session: Session, issue_id: int, signer: TokenSigner) -> dict[int, str]:
+# The reach counts that stand for deliveries (one each), kept after retention or erasure.
+_RECIPIENTS = (
+    ReachMeasure.QUEUED,
+    ReachMeasure.CLAIMED,
+    ReachMeasure.SENT,
+    ReachMeasure.DEFERRED,
+    ReachMeasure.FAILED,
+    ReachMeasure.SUPPRESSED,
+)
+
+
+def _group_sizes(session: Session, issue_id: int) -> Counter[int]:
+    """How many recipients an issue has in each organisation: its deliveries, and those
+    already reduced to counts (retention, erasure)."""
+    sizes: Counter[int] = Counter()
+    for organisation_id, n in session.execute(
+        sa.select(col(Contact.organisation_id), sa.func.count())
+        .select_from(Delivery)
+        .join(Contact, col(Contact.id) == col(Delivery.contact_id))
+        .where(col(Delivery.issue_id) == issue_id)
+        .group_by(col(Contact.organisation_id))
+    ):
+        sizes[int(organisation_id)] += int(n)
+    for organisation_id, n in session.execute(
+        sa.select(col(ReachCount.organisation_id), sa.func.sum(col(ReachCount.count)))
+        .where(
+            col(ReachCount.issue_id) == issue_id,
+            col(ReachCount.measure).in_(_RECIPIENTS),
+        )
+        .group_by(col(ReachCount.organisation_id))
+    ):
+        sizes[int(organisation_id)] += int(n or 0)
+    return sizes
+
+
+def counted_as(session: Session, issue_id: int, organisation_id: int, min_group: int) -> int:
+    """The organisation a reader's clicks and views count for: their own, or no one's
+    (:data:`NO_ORGANISATION`, shown as "other") where the issue had fewer than
+    ``min_group`` recipients there, so no stored count can point at one person."""
+    if _group_sizes(session, issue_id).get(organisation_id, 0) >= min_group:
+        return organisation_id
+    return NO_ORGANISATION
+
+
+def organisation_tokens(
+    session: Session, issue_id: int, signer: TokenSigner, min_group: int
+) -> dict[int, str]:
     """For a send: each recipient's redirect token, by contact id, made once per
-    organisation (one query for the whole outbox of the issue)."""
+    organisation; an organisation with fewer than ``min_group`` recipients of the issue
+    gets no one's token (:func:`counted_as`). Two queries for the whole outbox."""
     rows = session.execute(
         sa.select(col(Delivery.contact_id), col(Contact.organisation_id))
         .join(Contact, col(Contact.id) == col(Delivery.contact_id))
         .where(col(Delivery.issue_id) == issue_id)
     ).all()
+    sizes = _group_sizes(session, issue_id)
     made: dict[int, str] = {}
     tokens: dict[int, str] = {}
     for contact_id, organisation_id in rows:
-        if organisation_id not in made:
-            made[organisation_id] = signer.organisation(issue_id, organisation_id)
-        tokens[contact_id] = made[organisation_id]
+        shown = organisation_id if sizes[organisation_id] >= min_group else NO_ORGANISATION
+        if shown not in made:
+            made[shown] = signer.organisation(issue_id, shown)
+        tokens[contact_id] = made[shown]
     return tokens
+
+
+def view(
+    session: Session, issue_id: int, organisation_id: int, *, zone: ZoneInfo, min_group: int
+) -> int:
+    """Count a view-online open (link 0) for the reader's organisation (as
+    :func:`counted_as` folds it), which the page's own links then count for. Commits."""
+    shown = counted_as(session, issue_id, organisation_id, min_group)
+    count(session, issue_id, VIEW_ONLINE, shown, today(zone))
+    return shown
 
 
 def today(zone: ZoneInfo) -> date:
@@ -213,8 +282,12 @@ def follow(
     if position < 1:
         raise LinkNotFound("this issue has no such link")
     url = session.execute(
-        sa.select(col(IssueLink.url)).where(
-            col(IssueLink.issue_id) == ref.issue_id, col(IssueLink.position) == position
+        sa.select(col(IssueLink.url))
+        .join(Issue, col(Issue.id) == col(IssueLink.issue_id))
+        .where(
+            col(IssueLink.issue_id) == ref.issue_id,
+            col(IssueLink.position) == position,
+            col(Issue.status).in_([IssueStatus.SENDING, IssueStatus.SENT]),  # gone out
         )
     ).scalar_one_or_none()
     if url is None:

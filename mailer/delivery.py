@@ -222,7 +222,11 @@ class Sender:
             base_url=self.config.settings.web.base_url,
         )
         organisations = (
-            clicks.organisation_tokens(session, issue_id, self.signer) if rendered.tracked else {}
+            clicks.organisation_tokens(
+                session, issue_id, self.signer, self.config.settings.reports.min_group
+            )
+            if rendered.tracked
+            else {}
         )
         return _Prepared(
             template,

@@ -360,6 +360,17 @@ def _fold(
             other.unique += unique
             other.views += views
             other.unique_views += unique_views
+    # "Other" must itself be a group of at least min_group, or the figures shown beside
+    # it (and the reach table's recipients) would give a small organisation's away by
+    # subtraction: the smallest groups shown join it until it is.
+    while 0 < other.recipients < min_group and shown:
+        smallest = min(shown, key=lambda g: (g.recipients, g.key))
+        shown.remove(smallest)
+        other.recipients += smallest.recipients
+        other.clicks += smallest.clicks
+        other.unique += smallest.unique
+        other.views += smallest.views
+        other.unique_views += smallest.unique_views
     if other.recipients or other.clicks or other.views:
         shown.append(other)
     return shown

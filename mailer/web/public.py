@@ -227,15 +227,15 @@ def view_online(request: Request, token: str, session: DB) -> Response:
     if who.issue.publication not in who.offered:  # the firewall, as at every door
         return _invalid(request, LinkError("this issue is for contacts of LEPs only"))
     settings = context(request).config.settings
-    organisation_id = who.contact.organisation_id
+    organisation_id = clicks.NO_ORGANISATION
     if settings.reports.count_clicks and who.issue.id is not None:
-        # Counted for the reader's organisation and the day only (mailer.clicks).
-        clicks.count(
+        # Counted for the reader's organisation (or no one's) and the day (mailer.clicks).
+        organisation_id = clicks.view(
             session,
             who.issue.id,
-            clicks.VIEW_ONLINE,
-            organisation_id,
-            clicks.today(settings.calendar.zone),
+            who.contact.organisation_id,
+            zone=settings.calendar.zone,
+            min_group=settings.reports.min_group,
         )
     return _email_page(request, session, who.issue, who.contact.name, token, organisation_id)
 
