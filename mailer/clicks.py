@@ -53,6 +53,9 @@ from mailer.tokens import BadToken, TokenSigner
 
 VIEW_ONLINE = 0  # the link number that counts view-online opens
 NO_ORGANISATION = 0  # copies sent to no one: the public archive
+# The organisation a copy went to: its delivery's own (kept when the outbox was filled),
+# else, for a delivery older than that, its contact's.
+SENT_TO = sa.func.coalesce(col(Delivery.organisation_id), col(Contact.organisation_id))
 _ANCHOR = re.compile(r'(<a\b[^>]*?\bhref=")([^"]*)("[^>]*>)(.*?)(</a>)', re.S | re.I)
 _TAG = re.compile(r"<[^>]+>")
 _LOOKS_LIKE_ADDRESS = re.compile(
@@ -174,11 +177,11 @@ def _group_sizes(session: Session, issue_id: int) -> Counter[int]:
     already reduced to counts (retention, erasure)."""
     sizes: Counter[int] = Counter()
     for organisation_id, n in session.execute(
-        sa.select(col(Contact.organisation_id), sa.func.count())
+        sa.select(SENT_TO, sa.func.count())
         .select_from(Delivery)
         .join(Contact, col(Contact.id) == col(Delivery.contact_id))
         .where(col(Delivery.issue_id) == issue_id)
-        .group_by(col(Contact.organisation_id))
+        .group_by(SENT_TO)
     ):
         sizes[int(organisation_id)] += int(n)
     for organisation_id, n in session.execute(
@@ -209,7 +212,7 @@ def organisation_tokens(
     organisation; an organisation with fewer than ``min_group`` recipients of the issue
     gets no one's token (:func:`counted_as`). Two queries for the whole outbox."""
     rows = session.execute(
-        sa.select(col(Delivery.contact_id), col(Contact.organisation_id))
+        sa.select(col(Delivery.contact_id), SENT_TO)
         .join(Contact, col(Contact.id) == col(Delivery.contact_id))
         .where(col(Delivery.issue_id) == issue_id)
     ).all()
@@ -225,11 +228,26 @@ def organisation_tokens(
 
 
 def view(
-    session: Session, issue_id: int, organisation_id: int, *, zone: ZoneInfo, min_group: int
+    session: Session,
+    issue_id: int,
+    contact_id: int,
+    organisation_id: int,
+    *,
+    zone: ZoneInfo,
+    min_group: int,
 ) -> int:
-    """Count a view-online open (link 0) for the reader's organisation (as
-    :func:`counted_as` folds it), which the page's own links then count for. Commits."""
-    shown = counted_as(session, issue_id, organisation_id, min_group)
+    """Count a view-online open (link 0) for the organisation the reader's copy went to
+    (``organisation_id``, theirs now, if the issue has no delivery to them), folded as
+    :func:`counted_as` folds it; the page's own links then count for that. Commits."""
+    sent_to = session.execute(
+        sa.select(SENT_TO)
+        .select_from(Delivery)
+        .join(Contact, col(Contact.id) == col(Delivery.contact_id))
+        .where(col(Delivery.issue_id) == issue_id, col(Delivery.contact_id) == contact_id)
+    ).scalar_one_or_none()
+    shown = counted_as(
+        session, issue_id, int(sent_to) if sent_to is not None else organisation_id, min_group
+    )
     count(session, issue_id, VIEW_ONLINE, shown, today(zone))
     return shown
 

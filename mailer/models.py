@@ -383,6 +383,9 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     issue_id: int = Field(foreign_key="issues.id")
     contact_id: int = Field(foreign_key="contacts.id", index=True)
+    # The contact's organisation when the outbox was filled: reports count a copy where
+    # it went, whatever the contact's organisation is later (None: filled before this).
+    organisation_id: int | None = None
     status: DeliveryStatus = Field(
         default=DeliveryStatus.QUEUED,
         sa_type=enum_type(DeliveryStatus, "delivery_status"),

@@ -178,6 +178,7 @@ def enqueue(session: Session, issue: Issue, rule: AudienceRule) -> int:
     chosen = sa.select(
         sa.literal(issue.id).label("issue_id"),
         members.c.id.label("contact_id"),
+        members.c.organisation_id.label("organisation_id"),
         sa.literal(DeliveryStatus.QUEUED.value).label("status"),
         sa.literal(0).label("attempts"),
         sa.literal(False).label("in_doubt"),
@@ -189,6 +190,7 @@ def enqueue(session: Session, issue: Issue, rule: AudienceRule) -> int:
             [
                 "issue_id",
                 "contact_id",
+                "organisation_id",
                 "status",
                 "attempts",
                 "in_doubt",

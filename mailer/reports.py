@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from mailer import charts, clicks
+from mailer.clicks import SENT_TO
 from mailer.contacts import to_spreadsheet_cell
 from mailer.models import (
     BounceEvent,
@@ -176,14 +177,14 @@ def _measured(
     """Reach measures of the deliveries ``where`` selects, by (issue, organisation)."""
     found: Counter[tuple[int, int, ReachMeasure]] = Counter()
     base = (
-        sa.select(col(Delivery.issue_id), col(Contact.organisation_id))
+        sa.select(col(Delivery.issue_id), SENT_TO)
         .join(Contact, col(Contact.id) == col(Delivery.contact_id))
         .where(where)
     )
     for issue_id, organisation_id, status, in_doubt, n in session.execute(
         base.add_columns(col(Delivery.status), col(Delivery.in_doubt), sa.func.count()).group_by(
             col(Delivery.issue_id),
-            col(Contact.organisation_id),
+            SENT_TO,
             col(Delivery.status),
             col(Delivery.in_doubt),
         )
@@ -201,7 +202,7 @@ def _measured(
         .where(col(BounceEvent.kind).in_([BounceKind.PERMANENT, BounceKind.COMPLAINT]))
         .group_by(
             col(Delivery.issue_id),
-            col(Contact.organisation_id),
+            SENT_TO,
             col(BounceEvent.kind),
             col(Delivery.status),
         )

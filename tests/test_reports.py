@@ -46,6 +46,7 @@ from mailer import (
     tokens,
 )
 from mailer.models import (
+    Contact,
     Delivery,
     DeliveryStatus,
     Issue,
@@ -604,3 +605,40 @@ def test_a_redirect_works_only_once_its_issue_has_gone_out(engine: Engine, tmp_p
     assert client.get(link).status_code == 302
     with Session(engine) as session:
         assert clicks.clicks_of(session, issue_id)
+
+
+@SQLITE
+def test_a_copy_counts_where_it_went_whatever_its_reader_does_later(
+    engine: Engine, tmp_path: Path
+) -> None:
+    site = build_site(engine, tmp_path)
+    ctx = site.app.state.ctx
+    with Session(engine, expire_on_commit=False) as session:
+        readers = people(session, 6, org="D2N2", domain="d2n2.example")
+        issue = drafted(session)
+        assert issue.id is not None
+        editorial.approve(
+            session,
+            issue.id,
+            approver="approver@lepnetwork.example",
+            renderer=ctx.renderer,
+            definition=publications.load(site.config.lists_dir, issue.publication),
+            settings=site.config.settings,
+        )
+        rule = publications.load(site.config.lists_dir, Publication.BULLETIN).audience
+        outbox.enqueue(session, issues.get(session, issue.id), rule)
+        session.commit()
+        issue_id, d2n2, moved_to = issue.id, _org(session, "D2N2"), _org(session, "DBT")
+    asyncio.run(ctx.drain_outbox())
+    with Session(engine) as session:
+        mover = session.get(Contact, readers[0].id)
+        assert mover is not None
+        mover.organisation_id = moved_to  # after the send: to an outside organisation
+        session.commit()
+        reach = reports.issue_reach(session, issues.get(session, issue_id))
+    assert reach.recipients_of(d2n2) == 6
+    assert reach.recipients_of(moved_to) == 0  # an internal bulletin never "went" outside
+    view = site.client().get(f"/v/{ctx.signer.recipient(readers[0].id or 0, issue_id)}")
+    assert view.status_code in (200, 400)  # the firewall decides what the mover may read
+    with Session(engine) as session:
+        assert all(org != moved_to for (_, org) in clicks.clicks_of(session, issue_id))

@@ -233,6 +233,7 @@ def view_online(request: Request, token: str, session: DB) -> Response:
         organisation_id = clicks.view(
             session,
             who.issue.id,
+            who.contact.id or 0,
             who.contact.organisation_id,
             zone=settings.calendar.zone,
             min_group=settings.reports.min_group,
