@@ -16,6 +16,7 @@ Errors::
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import itertools
 import re
@@ -184,7 +185,9 @@ def clean_name(raw: str) -> str:
 
     :raises ContactFieldError: the name is empty, too long or holds control characters.
     """
-    if any(unicodedata.category(ch) == "Cc" and ch not in " \t" for ch in raw):
+    if not raw.isprintable() and any(  # printable: no control character (the fast path)
+        unicodedata.category(ch) == "Cc" and ch not in " \t" for ch in raw
+    ):
         raise ContactFieldError("name contains a line break or control character")
     name = " ".join(raw.split())
     if not name:
@@ -196,6 +199,7 @@ def clean_name(raw: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=256)  # a file repeats a few roles and bases many times
 def _word_key(text: str) -> str:
     return " ".join(re.split(r"[\s/_\-]+", text.casefold().strip())).strip()
 
@@ -265,6 +269,8 @@ def parse_publications(raw: str) -> frozenset[Publication] | None:
 
     :raises ContactFieldError: a name is not a publication.
     """
+    if not raw or raw.isspace():
+        return None
     words = [w for w in re.split(r"[\s;,|+]+", raw.casefold()) if w]
     if not words:
         return None

@@ -26,7 +26,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -152,6 +151,8 @@ def insert_many(
     names = [*columns, *defaults]
     extra = tuple(defaults.values())
     if connection.dialect.name == "postgresql":
+        import psycopg  # loaded by the engine already; not at all on SQLite
+
         driver = connection.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         quoted = ", ".join(f'"{name}"' for name in names)

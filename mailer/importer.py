@@ -448,14 +448,16 @@ class _Writer:
         self.update = update
         self.default_source = source
         self.now = clock.now()
+        self.hashes: dict[str, str] = {}  # the batch's addresses' hashes, worked out once
 
     def write(self, rows: list[_Row]) -> None:
         session = self.session
         emails = [r.email for r in rows]
+        self.hashes = {email: email_hash(email) for email in emails}
         suppressed = set(
             session.execute(
                 sa.select(col(Suppression.email_hash)).where(
-                    col(Suppression.email_hash).in_([email_hash(e) for e in emails])
+                    col(Suppression.email_hash).in_(self.hashes.values())
                 )
             ).scalars()
         )
@@ -483,7 +485,7 @@ class _Writer:
         new: list[_Row] = []
         for row in rows:
             contact = existing.get(row.email)
-            is_suppressed = email_hash(row.email) in suppressed
+            is_suppressed = self.hashes[row.email] in suppressed
             # Refused: an address suppressed with no contact left (an erased person).
             # A contact still on file is compared as usual: its status can only get stricter.
             if (contact is None and is_suppressed) or (
@@ -532,7 +534,7 @@ class _Writer:
             [
                 (
                     r.email,
-                    email_hash(r.email),
+                    self.hashes[r.email],
                     r.name,
                     r.organisation_id,
                     r.role.value,
@@ -577,7 +579,7 @@ class _Writer:
             _table(Suppression),
             ("email_hash", "reason", "created_at"),
             [
-                (email_hash(r.email), SuppressionReason.MANUAL.value, now)
+                (self.hashes[r.email], SuppressionReason.MANUAL.value, now)
                 for r in rows
                 if r.status is ContactStatus.SUPPRESSED
             ],

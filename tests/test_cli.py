@@ -9,13 +9,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.main import get_command
 from typer.testing import CliRunner, Result
 
 from mailer.cli import app
-from tests.helpers import write_csv
+from tests.helpers import cli, write_csv
 
 runner = CliRunner()
 
@@ -25,15 +26,17 @@ def run(*args: str) -> Result:
 
 
 def _commands() -> Iterator[tuple[str, ...]]:
-    def walk(command: object, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-        subcommands = getattr(command, "commands", None)
-        if subcommands:
-            for name, sub in subcommands.items():
-                yield from walk(sub, (*path, name))
-        else:
+    root = get_command(app)
+
+    def walk(command: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        names = command.list_commands(context) if hasattr(command, "list_commands") else []
+        for name in names:
+            yield from walk(command.get_command(context, name), (*path, name))
+        if not names:
             yield path
 
-    yield from walk(get_command(app), ())
+    with root.context_class(root) as context:  # the root's commands load when asked for
+        yield from walk(root, ())
 
 
 def test_every_command_has_help_with_an_example() -> None:
@@ -43,6 +46,48 @@ def test_every_command_has_help_with_an_example() -> None:
         result = run(*path, "--help")
         assert result.exit_code == 0, (path, result.output)
         assert "Example:" in result.output, f"`mailer {' '.join(path)} --help` has no example"
+
+
+LOADS = """
+import sys
+from mailer.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit as stop:
+    assert not stop.code, stop.code
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "unwanted"),
+    [
+        (["contacts", "import", "--help"], ("fastapi", "premailer", "jinja2", "mailer.web")),
+        (["orgs", "list", "--help"], ("fastapi", "premailer", "mailer.rendering", "PIL")),
+        (["audit", "--help"], ("uvicorn", "apscheduler", "mailer.daemon")),
+    ],
+)
+def test_a_command_loads_only_what_it_uses(args: list[str], unwanted: tuple[str, ...]) -> None:
+    """`mailer contacts import` starts without the web site or the renderer: the commands
+    load when used (start-up time and memory), while `mailer --help` still lists them all."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOADS, *args], capture_output=True, text=True, check=True
+    )
+    loaded = set(done.stdout.split())
+    assert f"mailer.cli.{'privacy' if args[0] == 'audit' else args[0]}" in loaded
+    assert not [name for name in unwanted if name in loaded], done.stdout
+    listed = run("--help")
+    for command in ("contacts", "serve", "daemon", "report", "subject"):
+        assert command in listed.output
+
+
+def test_an_error_of_a_lazily_loaded_command_is_one_clear_line(project: Path) -> None:
+    """The clean-error rule covers the modules imported only when their command runs."""
+    assert run("init").exit_code == 0
+    result = cli(project, "contacts", "import", str(project / "missing.csv"))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"error: {project / 'missing.csv'}: no such file" in " ".join(result.stderr.split())
 
 
 def test_init_loads_everything_and_is_harmless_to_repeat(project: Path) -> None:

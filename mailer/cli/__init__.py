@@ -7,26 +7,8 @@ from typing import Annotated
 
 import typer
 
-from mailer import db
-from mailer.cli import (
-    audience,
-    bounces,
-    calendar,
-    contacts,
-    contributions,
-    doctor,
-    events,
-    issues,
-    orgs,
-    privacy,
-    reports,
-    sending,
-    setup,
-    web,
-)
 from mailer.cli.logs import LogFormat, configure
-from mailer.cli.output import settle_wrapping
-from mailer.cli.state import MailerGroup, State
+from mailer.cli.state import Lazy, MailerGroup, State
 
 app = typer.Typer(
     cls=MailerGroup,
@@ -60,6 +42,9 @@ def _root(
         typer.Option("--log-format", help="text (one line each) or json (one object a line)."),
     ] = LogFormat.TEXT,
 ) -> None:
+    from mailer import db
+    from mailer.cli.output import settle_wrapping
+
     ctx.obj = State()
     ctx.call_on_close(ctx.obj.close)
     settle_wrapping()
@@ -68,25 +53,34 @@ def _root(
         db.application_name = f"mailer-{ctx.invoked_subcommand}"  # seen in pg_stat_activity
 
 
-setup.register(app)
-app.add_typer(contacts.app, name="contacts")
-app.add_typer(orgs.app, name="orgs")
-app.add_typer(audience.app, name="audience")
-app.add_typer(issues.app, name="issue")
-app.add_typer(events.app, name="events")
-app.add_typer(contributions.app, name="contributions")
-sending.register(app, issues.app)
-reports.register(app)
-app.add_typer(calendar.app, name="calendar")
-app.command("daemon")(calendar.daemon_command)
-app.command("status")(calendar.status_command)
-app.command("serve")(web.serve_command)
-app.add_typer(web.staff_app, name="staff")
-app.add_typer(bounces.app, name="bounces")
-app.add_typer(privacy.subject_app, name="subject")
-app.command("audit")(privacy.audit_command)
-app.command("retention")(privacy.retention_command)
-app.command("doctor")(doctor.doctor_command)
+# Every command, in the order `mailer --help` lists them, as (module, attribute): a module
+# is imported only when its command runs, so `mailer contacts import` loads neither the
+# web site nor the renderer (start-up time and memory), and `--help` still lists them all.
+MailerGroup.lazy = {
+    "init": Lazy("mailer.cli.setup", "init"),
+    "config": Lazy("mailer.cli.setup", "config_show"),
+    "backup": Lazy("mailer.cli.setup", "backup"),
+    "send": Lazy("mailer.cli.sending", "send_command"),
+    "worker": Lazy("mailer.cli.sending", "worker_command"),
+    "report": Lazy("mailer.cli.reports", "report_command"),
+    "daemon": Lazy("mailer.cli.calendar", "daemon_command"),
+    "status": Lazy("mailer.cli.calendar", "status_command"),
+    "serve": Lazy("mailer.cli.web", "serve_command"),
+    "audit": Lazy("mailer.cli.privacy", "audit_command"),
+    "retention": Lazy("mailer.cli.privacy", "retention_command"),
+    "doctor": Lazy("mailer.cli.doctor", "doctor_command"),
+    "db": Lazy("mailer.cli.setup", "db_app"),
+    "contacts": Lazy("mailer.cli.contacts", "app"),
+    "orgs": Lazy("mailer.cli.orgs", "app"),
+    "audience": Lazy("mailer.cli.audience", "app"),
+    "issue": Lazy("mailer.cli.sending", "issue_app"),
+    "events": Lazy("mailer.cli.events", "app"),
+    "contributions": Lazy("mailer.cli.contributions", "app"),
+    "calendar": Lazy("mailer.cli.calendar", "app"),
+    "staff": Lazy("mailer.cli.web", "staff_app"),
+    "bounces": Lazy("mailer.cli.bounces", "app"),
+    "subject": Lazy("mailer.cli.privacy", "subject_app"),
+}
 
 
 def main() -> None:

@@ -106,7 +106,3 @@ def report_command(
             f"Wrote the board report ({board.period_label(made)}, {len(made.issues)} issues) "
             f"to {escape(str(out))}: open it in a browser to print it"
         )
-
-
-def register(app: typer.Typer) -> None:
-    app.command("report")(report_command)

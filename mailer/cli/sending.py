@@ -22,6 +22,7 @@ from rich.table import Column
 
 from mailer import audiences, delivery, issues, messages, outbox, publications, reports, tokens
 from mailer.cli import contributions
+from mailer.cli import issues as issues_cli
 from mailer.cli.issues import issue_json
 from mailer.cli.output import AsJson, print_document, table, warn
 from mailer.cli.state import State, console, err, fail, state
@@ -363,8 +364,6 @@ def _by_table(issue: Issue, rows: list[dict[str, object]], by: str) -> None:
     )
 
 
-def register(app: typer.Typer, issue_app: typer.Typer) -> None:
-    """Add these commands to the root and issue apps."""
-    app.command("send")(send_command)
-    app.command("worker")(worker_command)
-    issue_app.command("report")(report_command)
+# `mailer issue …` is the issue commands with `report`, which reads the sending figures.
+issue_app = issues_cli.app
+issue_app.command("report")(report_command)

@@ -195,11 +195,3 @@ def backup(
         f"Backed up {escape(shown)} to {escape(str(made.path))}: {made.tables} tables, "
         f"{made.size / 1_000_000:,.1f} MB (it holds personal data: keep it safe)"
     )
-
-
-def register(app: typer.Typer) -> None:
-    """Add these commands to the root app."""
-    app.command("init")(init)
-    app.command("config")(config_show)
-    app.command("backup")(backup)
-    app.add_typer(db_app, name="db")

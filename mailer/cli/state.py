@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import getpass
+import importlib
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import sqlalchemy as sa
 import typer
+import typer.main
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import Engine
@@ -20,48 +23,41 @@ from sqlmodel import Session
 from typer.core import TyperGroup
 
 from mailer import audit, db, settings, staff
-from mailer.calendar import CalendarError
-from mailer.contributions import ContributionError
-from mailer.delivery import SenderBusy
-from mailer.events import EventError
-from mailer.importer import ImportFileError
-from mailer.issuefile import IssueFileError
-from mailer.issues import IssueError
-from mailer.messages import HeaderError
-from mailer.organisations import OrganisationError
-from mailer.privacy import SubjectNotFound
-from mailer.proofs import ProofError
-from mailer.publications import PublicationError
-from mailer.rendering import RenderError
-from mailer.staff import StaffError
-from mailer.transports import TransportError
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-# Errors whose message is already written for the person at the terminal.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    settings.ConfigError,
-    db.SchemaError,
-    db.DatabaseLocationError,
-    db.MigrationError,
-    db.BackupError,
-    PublicationError,
-    OrganisationError,
-    ImportFileError,
-    IssueFileError,
-    IssueError,
-    RenderError,
-    HeaderError,
-    ProofError,
-    TransportError,
-    EventError,
-    SenderBusy,
-    CalendarError,
-    StaffError,
-    SubjectNotFound,
-    ContributionError,
-)
+# Errors whose message is already written for the person at the terminal, by the module
+# that raises them: named, not imported, so a command loads only the modules it uses (an
+# error of a module never imported cannot have been raised).
+USER_ERRORS: dict[str, tuple[str, ...]] = {
+    "mailer.settings": ("ConfigError",),
+    "mailer.db": ("SchemaError", "DatabaseLocationError", "MigrationError", "BackupError"),
+    "mailer.publications": ("PublicationError",),
+    "mailer.organisations": ("OrganisationError",),
+    "mailer.importer": ("ImportFileError",),
+    "mailer.issuefile": ("IssueFileError",),
+    "mailer.issues": ("IssueError",),
+    "mailer.rendering": ("RenderError",),
+    "mailer.messages": ("HeaderError",),
+    "mailer.proofs": ("ProofError",),
+    "mailer.transports": ("TransportError",),
+    "mailer.events": ("EventError",),
+    "mailer.delivery": ("SenderBusy",),
+    "mailer.calendar": ("CalendarError",),
+    "mailer.staff": ("StaffError",),
+    "mailer.privacy": ("SubjectNotFound",),
+    "mailer.contributions": ("ContributionError",),
+}
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of USER_ERRORS, looking only in the modules loaded."""
+    for name, classes in USER_ERRORS.items():
+        module = sys.modules.get(name)
+        if module is not None and isinstance(exc, tuple(getattr(module, c) for c in classes)):
+            return True
+    return False
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -85,17 +81,55 @@ def write_out(text: str, path: Path | None, label: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Lazy:
+    """A command of the root, found as ``attribute`` of ``module`` when it is first used: a
+    Typer app (a group of commands) or a command function."""
+
+    module: str
+    attribute: str
+
+    def load(self, name: str) -> Any:
+        found = getattr(importlib.import_module(self.module), self.attribute)
+        single = None
+        if not isinstance(found, typer.Typer):
+            single = typer.Typer(add_completion=False, rich_markup_mode="rich")
+            single.command(name)(found)
+            found = single
+        command = typer.main.get_group(found) if single is None else typer.main.get_command(found)
+        command.name = name
+        return command
+
+
+_loaded: dict[str, Any] = {}
+
+
 class MailerGroup(TyperGroup):
-    """The root command: known errors become one clear line and exit status 2."""
+    """The root command: its commands loaded when used (``lazy``, filled by ``mailer.cli``);
+    known errors become one clear line and exit status 2."""
+
+    lazy: ClassVar[dict[str, Lazy]] = {}
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *(name for name in self.lazy if name not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            if cmd_name not in _loaded:
+                _loaded[cmd_name] = self.lazy[cmd_name].load(cmd_name)
+            return _loaded[cmd_name]
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as exc:
-            fail(str(exc))
         except sa.exc.OperationalError as exc:
             url = sa.make_url(state(ctx).config.database_url).render_as_string()
             fail(f"cannot use the database {url}: {exc.orig}")
+        except Exception as exc:
+            if not is_user_error(exc):
+                raise
+            fail(str(exc))
 
 
 class State:
