@@ -19,7 +19,7 @@ import os
 import shlex
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,6 +32,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
@@ -118,6 +119,28 @@ def like_pattern(text: str) -> str:
 def rowcount(result: Any) -> int:
     """Rows an UPDATE, DELETE or INSERT statement touched."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def among(
+    connection: sa.Connection, column: sa.ColumnElement[Any], values: Iterable[Any]
+) -> sa.ColumnElement[bool]:
+    """``column IN values`` for a lookup of many keys: on PostgreSQL one array parameter
+    (``= ANY``), which psycopg sends as it is instead of parsing a statement of a thousand
+    placeholders each time; elsewhere a plain IN."""
+    values = list(values)
+    if connection.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
+def refresh_statistics(connection: sa.Connection, *tables: sa.Table) -> None:
+    """Let PostgreSQL's planner see how big ``tables`` have grown within this transaction
+    (ANALYZE counts the transaction's own new rows): a table that was empty when planned
+    is read whole for every lookup by key, not through its index. SQLite plans by index
+    without statistics: nothing to do there."""
+    if connection.dialect.name == "postgresql":
+        names = ", ".join(f'"{table.name}"' for table in tables)  # names from the models
+        connection.exec_driver_sql(f"ANALYZE {names}")
 
 
 def driver_value(connection: sa.Connection, column: sa.Column[Any], value: Any) -> Any:

@@ -40,7 +40,7 @@ from mailer.contacts import (
     parse_role,
     to_spreadsheet_cell,
 )
-from mailer.db import driver_value, insert_many
+from mailer.db import among, driver_value, insert_many, refresh_statistics
 from mailer.models import (
     Contact,
     ContactStatus,
@@ -449,15 +449,17 @@ class _Writer:
         self.default_source = source
         self.now = clock.now()
         self.hashes: dict[str, str] = {}  # the batch's addresses' hashes, worked out once
+        self.analysed_at = 0  # contacts added when the planner's statistics were last refreshed
 
     def write(self, rows: list[_Row]) -> None:
         session = self.session
+        connection = session.connection()
         emails = [r.email for r in rows]
         self.hashes = {email: email_hash(email) for email in emails}
         suppressed = set(
             session.execute(
                 sa.select(col(Suppression.email_hash)).where(
-                    col(Suppression.email_hash).in_(self.hashes.values())
+                    among(connection, _table(Suppression).c.email_hash, self.hashes.values())
                 )
             ).scalars()
         )
@@ -468,7 +470,7 @@ class _Writer:
                 _OnFile._make,
                 session.execute(
                     sa.select(*(table.c[name] for name in _OnFile._fields)).where(
-                        table.c.email.in_(emails)
+                        among(connection, table.c.email, emails)
                     )
                 ),
             )
@@ -478,7 +480,7 @@ class _Writer:
             ids = [c.id for c in existing.values()]
             for contact_id, publication in session.execute(
                 sa.select(col(Subscription.contact_id), col(Subscription.publication)).where(
-                    col(Subscription.contact_id).in_(ids)
+                    among(connection, _table(Subscription).c.contact_id, ids)
                 )
             ):
                 subscribed.setdefault(contact_id, set()).add(publication)
@@ -553,7 +555,7 @@ class _Writer:
             email: contact_id
             for email, contact_id in self.session.execute(
                 sa.select(contacts.c.email, contacts.c.id).where(
-                    contacts.c.email.in_([r.email for r in rows])
+                    among(connection, contacts.c.email, [r.email for r in rows])
                 )
             )
         }
@@ -585,6 +587,9 @@ class _Writer:
             ],
         )
         self.report.added += len(rows)
+        if self.report.added >= max(1000, 2 * self.analysed_at):  # at 1k, 2k, 4k, …
+            refresh_statistics(connection, contacts, _table(Subscription))
+            self.analysed_at = self.report.added
 
     def _update(
         self, row: _Row, contact: Contact, have: set[Publication], suppressed: bool
