@@ -309,6 +309,13 @@ def _mark(dialect: Dialect) -> str:
     return "?" if dialect.paramstyle == "qmark" else "%s"
 
 
+def _shape(rows: int) -> int:
+    """How many rows a statement made for ``rows`` is written for: the next power of two
+    (the rest padded with rows that change nothing), so that a send prepares and keeps
+    a dozen such statements, not one for every count."""
+    return 1 << max(0, (rows - 1).bit_length())
+
+
 def _take_sql(dialect: Dialect, rows: int) -> str:
     """The statement that claims ``rows`` rows chosen by :func:`_due_rows` (in the same
     transaction) for a worker, by id. Its parameters: the worker, the time, the lease's
@@ -360,9 +367,10 @@ def claim(
     table = Delivery.metadata.tables["deliveries"]
     when = driver_value(connection, table.c.updated_at, now)
     until = driver_value(connection, table.c.lease_expires_at, now + lease)
+    ids = [row[0] for row in rows]
+    ids += ids[:1] * (_shape(len(ids)) - len(ids))  # an id twice is claimed once
     connection.exec_driver_sql(
-        _take_sql(connection.dialect, len(rows)),
-        (worker, when, until, when, *(row[0] for row in rows)),
+        _take_sql(connection.dialect, len(ids)), (worker, when, until, when, *ids)
     )
     claimed: list[Claimed] = []
     refused: dict[int, str] = {}
@@ -433,7 +441,7 @@ def _fenced(table: sa.Table, worker: str | sa.BindParameter[str]) -> sa.ColumnEl
     )
 
 
-_SENT_CHUNK = 500  # rows a statement records: four values each, far below SQLite's limit
+_SENT_CHUNK = 512  # rows a statement records: four values each, far below SQLite's limit
 
 
 def _sent_sql(dialect: Dialect, rows: int) -> str:
@@ -473,8 +481,10 @@ def _record_sent(session: Session, results: Sequence[Result], worker: str, now: 
         values: list[object] = [when, when]
         for r in chunk:
             values += (r.delivery_id, r.code or None, r.reply[:1000] or None, r.in_doubt)
+        shape = _shape(len(chunk))
+        values += (None, None, None, False) * (shape - len(chunk))  # no id: no row
         values.append(worker)
-        sql = _sent_sql(connection.dialect, len(chunk))
+        sql = _sent_sql(connection.dialect, shape)
         written += rowcount(connection.exec_driver_sql(sql, tuple(values)))
     return written
 
@@ -601,7 +611,11 @@ def renew(session: Session, worker: str, *, lease: timedelta = LEASE) -> set[int
         session.execute(
             sa.update(Delivery)
             .where(
-                col(Delivery.status) == DeliveryStatus.CLAIMED, col(Delivery.claimed_by) == worker
+                # Every row has an issue: naming them lets the claim index serve (one
+                # range of claimed rows an issue), not a scan of the whole outbox.
+                col(Delivery.issue_id).in_(sa.select(col(Issue.id))),
+                col(Delivery.status) == DeliveryStatus.CLAIMED,
+                col(Delivery.claimed_by) == worker,
             )
             .values(lease_expires_at=now + lease)
             .returning(col(Delivery.id))
