@@ -251,11 +251,11 @@ _QUEUED = "queued"
 @cache
 def _due_rows(kind: str, postgres: bool) -> sa.Select[Any]:
     """One issue's due rows of one kind (deferred and due again, or queued), in id order,
-    up to a number, with what sending and the checks at the claim need of each, as plain
-    values. Each kind is a range of the outbox's claim index read in id order, so a claim
-    costs its batch, not the size of the outbox. Built once (this is the send's hot path)."""
+    up to a number, with what sending and the checks at the claim need of each (but the
+    issue's publication, a parameter), as plain values. Each kind is a range of the
+    outbox's claim index read in id order, so a claim costs its batch, not the size of the
+    outbox. Built once (this is the send's hot path)."""
     deliveries = Delivery.metadata.tables["deliveries"]
-    issues_ = Issue.metadata.tables["issues"]
     contacts = Contact.metadata.tables["contacts"]
     orgs = Organisation.metadata.tables["organisations"]
     subs = Subscription.metadata.tables["subscriptions"]
@@ -276,7 +276,6 @@ def _due_rows(kind: str, postgres: bool) -> sa.Select[Any]:
             deliveries.c.contact_id,
             deliveries.c.in_doubt,
             # As stored, not made enums row by row: see _firewall and _skip_reason.
-            sa.type_coerce(issues_.c.publication, sa.String),
             contacts.c.email,
             contacts.c.name,
             sa.type_coerce(contacts.c.status, sa.String),
@@ -285,13 +284,14 @@ def _due_rows(kind: str, postgres: bool) -> sa.Select[Any]:
             suppressions.c.id,
         )
         .select_from(deliveries)
-        .join(issues_, issues_.c.id == deliveries.c.issue_id)
         .join(contacts, contacts.c.id == deliveries.c.contact_id)
         .join(orgs, orgs.c.id == contacts.c.organisation_id)
         .outerjoin(
             subs,
             sa.and_(
-                subs.c.contact_id == contacts.c.id, subs.c.publication == issues_.c.publication
+                subs.c.contact_id == contacts.c.id,
+                subs.c.publication
+                == sa.bindparam("b_publication", type_=sa.String),  # the issue's, as stored
             ),
         )
         .outerjoin(suppressions, suppressions.c.email_hash == contacts.c.email_hash)
@@ -329,6 +329,19 @@ def _take_sql(dialect: Dialect, rows: int) -> str:
     )
 
 
+@cache
+def _sending(one: bool) -> sa.Select[Any]:
+    """The sending issues (only the one ``b_issue`` when ``one``), in id order, with their
+    publications as stored."""
+    table = Issue.metadata.tables["issues"]
+    query = sa.select(table.c.id, sa.type_coerce(table.c.publication, sa.String)).where(
+        table.c.status == IssueStatus.SENDING
+    )
+    if one:
+        query = query.where(table.c.id == sa.bindparam("b_issue"))
+    return query.order_by(table.c.id)
+
+
 def claim(
     session: Session,
     worker: str,
@@ -349,25 +362,25 @@ def claim(
     now = clock.now()
     postgres = session.get_bind().dialect.name == "postgresql"
     write_lock(session)  # the rows are read, then claimed: no writer comes in between
-    sending = sa.select(col(Issue.id)).where(col(Issue.status) == IssueStatus.SENDING)
-    if issue_id is not None:
-        sending = sending.where(col(Issue.id) == issue_id)
-    rows: list[Any] = []
-    for issue in session.execute(sending.order_by(col(Issue.id))).scalars().all():
+    taken: list[tuple[str, Sequence[Any]]] = []  # an issue's publication, its rows of a kind
+    ids: list[int] = []
+    chosen = {"b_issue": issue_id} if issue_id is not None else {}
+    for issue, publication in session.execute(_sending(issue_id is not None), chosen).all():
         for kind in (_DUE_AGAIN, _QUEUED):
-            room = batch - len(rows)
+            room = batch - len(ids)
             if room <= 0:
                 break
-            due = {"b_issue": issue, "b_room": room, "b_now": now}
-            rows += session.execute(_due_rows(kind, postgres), due).all()
-    if not rows:
+            due = {"b_issue": issue, "b_publication": publication, "b_room": room, "b_now": now}
+            found = session.execute(_due_rows(kind, postgres), due).all()
+            taken.append((publication, found))
+            ids += (row[0] for row in found)
+    if not ids:
         session.commit()
         return []
     connection = session.connection()
     table = Delivery.metadata.tables["deliveries"]
     when = driver_value(connection, table.c.updated_at, now)
     until = driver_value(connection, table.c.lease_expires_at, now + lease)
-    ids = [row[0] for row in rows]
     ids += ids[:1] * (_shape(len(ids)) - len(ids))  # an id twice is claimed once
     connection.exec_driver_sql(
         _take_sql(connection.dialect, len(ids)), (worker, when, until, when, *ids)
@@ -375,31 +388,31 @@ def claim(
     claimed: list[Claimed] = []
     refused: dict[int, str] = {}
     skipped: dict[int, str] = {}
-    for (
-        delivery_id,
-        issue_of,
-        contact_id,
-        in_doubt,
-        publication,
-        email,
-        name,
-        contact_status,
-        kind,
-        subscription,
-        suppression_id,
-    ) in rows:
-        publication, kind, refusal = _firewall(publication, kind)
-        if refusal is not None:
-            log.error("delivery %s to contact %s refused: %s", delivery_id, contact_id, refusal)
-            refused[delivery_id] = f"refused by the firewall: {refusal}"
-            continue
-        reason = _skip_reason(contact_status, subscription, suppression_id is not None)
-        if reason is not None:
-            skipped[delivery_id] = reason
-            continue
-        claimed.append(
-            Claimed(delivery_id, issue_of, contact_id, email, name, publication, kind, in_doubt)
-        )
+    for stored, found in taken:
+        for (
+            delivery_id,
+            issue_of,
+            contact_id,
+            in_doubt,
+            email,
+            name,
+            contact_status,
+            kind,
+            subscription,
+            suppression_id,
+        ) in found:
+            publication, kind, refusal = _firewall(stored, kind)
+            if refusal is not None:
+                log.error("delivery %s to contact %s refused: %s", delivery_id, contact_id, refusal)
+                refused[delivery_id] = f"refused by the firewall: {refusal}"
+                continue
+            reason = _skip_reason(contact_status, subscription, suppression_id is not None)
+            if reason is not None:
+                skipped[delivery_id] = reason
+                continue
+            claimed.append(
+                Claimed(delivery_id, issue_of, contact_id, email, name, publication, kind, in_doubt)
+            )
     _finalise(session, skipped, DeliveryStatus.SUPPRESSED, now)
     _finalise(session, refused, DeliveryStatus.FAILED, now)
     session.commit()
