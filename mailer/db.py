@@ -116,6 +116,19 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def write_lock(session: Session) -> None:
+    """SQLite: take the write lock now, at the start of the session's transaction rather
+    than at its first write, so that what it reads no other writer changes before it
+    commits. Nothing on PostgreSQL (lock the rows read instead) or inside a transaction
+    already begun."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.dbapi_connection
+    if raw is not None and not getattr(raw, "in_transaction", True):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def rowcount(result: Any) -> int:
     """Rows an UPDATE, DELETE or INSERT statement touched."""
     return int(getattr(result, "rowcount", 0) or 0)

@@ -120,6 +120,7 @@ class Tally:
     resent_in_doubt: int = 0
     taken_over: int = 0  # claims another sender took while this one was held up
     db_seconds: float = 0.0  # on the database thread, the issue's rendering apart
+    db_cpu_seconds: float = 0.0  # of which the thread ran (not waiting for the GIL or I/O)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -199,13 +200,14 @@ class Sender:
         it is not database work (the issue's rendering, once per issue)."""
 
         def run() -> T:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             try:
                 with Session(self.engine, expire_on_commit=False) as session:
                     return work(session)
             finally:
                 if counted:
                     self.tally.db_seconds += time.perf_counter() - started
+                    self.tally.db_cpu_seconds += time.thread_time() - cpu
 
         return await asyncio.get_running_loop().run_in_executor(self._db, run)
 

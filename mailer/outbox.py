@@ -38,7 +38,7 @@ from sqlmodel import Session, col
 
 from mailer import audiences, bounces, clock, issues, privacy
 from mailer.audiences import FirewallError
-from mailer.db import driver_value, rowcount
+from mailer.db import driver_value, rowcount, write_lock
 from mailer.journal import Entries
 from mailer.models import (
     Contact,
@@ -217,16 +217,31 @@ def _due(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def _skip_reason(
-    contact_status: ContactStatus, subscription: SubscriptionStatus | None, suppressed: bool
-) -> str | None:
-    if contact_status is not ContactStatus.ACTIVE:
-        return f"skipped: contact is {contact_status}"
+@cache
+def _skip_reason(contact_status: str, subscription: str | None, suppressed: bool) -> str | None:
+    """Why a claimed row is not sent (its contact's state, as stored), or None. Cached:
+    the claim asks for every row, and there are few distinct answers."""
+    status = ContactStatus(contact_status)
+    if status is not ContactStatus.ACTIVE:
+        return f"skipped: contact is {status}"
     if suppressed:
         return "skipped: address is suppressed"
-    if subscription is not SubscriptionStatus.ACTIVE:
+    if subscription is None or SubscriptionStatus(subscription) is not SubscriptionStatus.ACTIVE:
         return f"skipped: subscription is {subscription or 'gone'}"
     return None
+
+
+@cache
+def _firewall(publication: str, kind: str) -> tuple[Publication, OrganisationKind, str | None]:
+    """A claimed row's publication and organisation kind, as stored, made enums, and the
+    firewall's refusal, if any (:func:`mailer.audiences.check_recipient`). Cached: the
+    claim asks for every row, and there are few distinct pairs."""
+    checked = Publication(publication), OrganisationKind(kind)
+    try:
+        audiences.check_recipient(*checked)
+    except FirewallError as exc:
+        return *checked, str(exc)
+    return *checked, None
 
 
 _DUE_AGAIN = "due again"
@@ -234,80 +249,97 @@ _QUEUED = "queued"
 
 
 @cache
-def _take(kind: str, postgres: bool) -> sa.Update:
-    """Claim one issue's due rows of one kind (deferred and due again, or queued), in id
-    order, up to a number: one set-based statement, fenced to the claiming worker. Each
-    kind is a range of the outbox's claim index read in id order, so a claim costs its
-    batch, not the size of the outbox. Built once (this is the send's hot path)."""
-    table = Delivery.metadata.tables["deliveries"]
-    due = (
-        sa.and_(
-            table.c.status == DeliveryStatus.DEFERRED,
-            table.c.next_attempt_at <= sa.bindparam("b_now", type_=table.c.next_attempt_at.type),
-        )
-        if kind == _DUE_AGAIN
-        else table.c.status == DeliveryStatus.QUEUED
-    )
-    chosen = (
-        sa.select(table.c.id)
-        .where(table.c.issue_id == sa.bindparam("b_issue"), due)
-        .order_by(table.c.id)
-        .limit(sa.bindparam("b_room", type_=sa.Integer))
-    )
-    if postgres:  # several senders share the outbox: each skips the rows another takes
-        chosen = chosen.with_for_update(skip_locked=True)
-    return (
-        table.update()
-        .where(table.c.id.in_(chosen.scalar_subquery()))
-        .values(
-            status=DeliveryStatus.CLAIMED,
-            claimed_by=sa.bindparam("b_worker"),
-            claimed_at=sa.bindparam("b_now"),
-            lease_expires_at=sa.bindparam("b_until", type_=table.c.lease_expires_at.type),
-            attempts=table.c.attempts + 1,
-            updated_at=sa.bindparam("b_now"),
-        )
-        .returning(table.c.id)
-    )
-
-
-@cache
-def _claimed_rows() -> sa.Select[Any]:
-    """What sending and the checks at the claim need of each claimed row, as plain values."""
+def _due_rows(kind: str, postgres: bool) -> sa.Select[Any]:
+    """One issue's due rows of one kind (deferred and due again, or queued), in id order,
+    up to a number, with what sending and the checks at the claim need of each (but the
+    issue's publication, a parameter), as plain values. Each kind is a range of the
+    outbox's claim index read in id order, so a claim costs its batch, not the size of the
+    outbox. Built once (this is the send's hot path)."""
     deliveries = Delivery.metadata.tables["deliveries"]
-    issues_ = Issue.metadata.tables["issues"]
     contacts = Contact.metadata.tables["contacts"]
     orgs = Organisation.metadata.tables["organisations"]
     subs = Subscription.metadata.tables["subscriptions"]
     suppressions = Suppression.metadata.tables["suppressions"]
-    return (
+    due = (
+        sa.and_(
+            deliveries.c.status == DeliveryStatus.DEFERRED,
+            deliveries.c.next_attempt_at
+            <= sa.bindparam("b_now", type_=deliveries.c.next_attempt_at.type),
+        )
+        if kind == _DUE_AGAIN
+        else deliveries.c.status == DeliveryStatus.QUEUED
+    )
+    chosen = (
         sa.select(
             deliveries.c.id,
             deliveries.c.issue_id,
             deliveries.c.contact_id,
             deliveries.c.in_doubt,
-            issues_.c.publication,
+            # As stored, not made enums row by row: see _firewall and _skip_reason.
             contacts.c.email,
             contacts.c.name,
-            contacts.c.status,
-            orgs.c.kind,
-            subs.c.status,
+            sa.type_coerce(contacts.c.status, sa.String),
+            sa.type_coerce(orgs.c.kind, sa.String),
+            sa.type_coerce(subs.c.status, sa.String),
             suppressions.c.id,
         )
         .select_from(deliveries)
-        .join(issues_, issues_.c.id == deliveries.c.issue_id)
         .join(contacts, contacts.c.id == deliveries.c.contact_id)
         .join(orgs, orgs.c.id == contacts.c.organisation_id)
         .outerjoin(
             subs,
             sa.and_(
-                subs.c.contact_id == contacts.c.id, subs.c.publication == issues_.c.publication
+                subs.c.contact_id == contacts.c.id,
+                subs.c.publication
+                == sa.bindparam("b_publication", type_=sa.String),  # the issue's, as stored
             ),
         )
         .outerjoin(suppressions, suppressions.c.email_hash == contacts.c.email_hash)
-        .where(deliveries.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+        .where(deliveries.c.issue_id == sa.bindparam("b_issue"), due)
         .order_by(deliveries.c.id)
+        .limit(sa.bindparam("b_room", type_=sa.Integer))
     )
+    if postgres:  # several senders share the outbox: each skips the rows another takes
+        chosen = chosen.with_for_update(skip_locked=True, of=deliveries)
+    return chosen
+
+
+def _mark(dialect: Dialect) -> str:
+    """The driver's placeholder for one positional parameter."""
+    return "?" if dialect.paramstyle == "qmark" else "%s"
+
+
+def _shape(rows: int) -> int:
+    """How many rows a statement made for ``rows`` is written for: the next power of two
+    (the rest padded with rows that change nothing), so that a send prepares and keeps
+    a dozen such statements, not one for every count."""
+    return 1 << max(0, (rows - 1).bit_length())
+
+
+def _take_sql(dialect: Dialect, rows: int) -> str:
+    """The statement that claims ``rows`` rows chosen by :func:`_due_rows` (in the same
+    transaction) for a worker, by id. Its parameters: the worker, the time, the lease's
+    end, the time again, then the ids."""
+    mark = _mark(dialect)
+    return (
+        f"UPDATE deliveries SET status = '{DeliveryStatus.CLAIMED.value}', "
+        f"claimed_by = {mark}, claimed_at = {mark}, lease_expires_at = {mark}, "
+        f"attempts = attempts + 1, updated_at = {mark} "
+        f"WHERE id IN ({', '.join([mark] * rows)})"
+    )
+
+
+@cache
+def _sending(one: bool) -> sa.Select[Any]:
+    """The sending issues (only the one ``b_issue`` when ``one``), in id order, with their
+    publications as stored."""
+    table = Issue.metadata.tables["issues"]
+    query = sa.select(table.c.id, sa.type_coerce(table.c.publication, sa.String)).where(
+        table.c.status == IssueStatus.SENDING
+    )
+    if one:
+        query = query.where(table.c.id == sa.bindparam("b_issue"))
+    return query.order_by(table.c.id)
 
 
 def claim(
@@ -329,59 +361,58 @@ def claim(
     """
     now = clock.now()
     postgres = session.get_bind().dialect.name == "postgresql"
-    sending = sa.select(col(Issue.id)).where(col(Issue.status) == IssueStatus.SENDING)
-    if issue_id is not None:
-        sending = sending.where(col(Issue.id) == issue_id)
+    write_lock(session)  # the rows are read, then claimed: no writer comes in between
+    taken: list[tuple[str, Sequence[Any]]] = []  # an issue's publication, its rows of a kind
     ids: list[int] = []
-    for issue in session.execute(sending.order_by(col(Issue.id))).scalars().all():
+    chosen = {"b_issue": issue_id} if issue_id is not None else {}
+    for issue, publication in session.execute(_sending(issue_id is not None), chosen).all():
         for kind in (_DUE_AGAIN, _QUEUED):
             room = batch - len(ids)
             if room <= 0:
                 break
-            taken = session.execute(
-                _take(kind, postgres),
-                {
-                    "b_issue": issue,
-                    "b_room": room,
-                    "b_now": now,
-                    "b_until": now + lease,
-                    "b_worker": worker,
-                },
-            )
-            ids.extend(taken.scalars())
+            due = {"b_issue": issue, "b_publication": publication, "b_room": room, "b_now": now}
+            found = session.execute(_due_rows(kind, postgres), due).all()
+            taken.append((publication, found))
+            ids += (row[0] for row in found)
     if not ids:
         session.commit()
         return []
-    rows = session.execute(_claimed_rows(), {"b_ids": sorted(ids)}).all()
+    connection = session.connection()
+    table = Delivery.metadata.tables["deliveries"]
+    when = driver_value(connection, table.c.updated_at, now)
+    until = driver_value(connection, table.c.lease_expires_at, now + lease)
+    ids += ids[:1] * (_shape(len(ids)) - len(ids))  # an id twice is claimed once
+    connection.exec_driver_sql(
+        _take_sql(connection.dialect, len(ids)), (worker, when, until, when, *ids)
+    )
     claimed: list[Claimed] = []
     refused: dict[int, str] = {}
     skipped: dict[int, str] = {}
-    for (
-        delivery_id,
-        issue_of,
-        contact_id,
-        in_doubt,
-        publication,
-        email,
-        name,
-        contact_status,
-        kind,
-        subscription,
-        suppression_id,
-    ) in rows:
-        try:
-            audiences.check_recipient(publication, kind)
-        except FirewallError as exc:
-            log.error("delivery %s to contact %s refused: %s", delivery_id, contact_id, exc)
-            refused[delivery_id] = f"refused by the firewall: {exc}"
-            continue
-        reason = _skip_reason(contact_status, subscription, suppression_id is not None)
-        if reason is not None:
-            skipped[delivery_id] = reason
-            continue
-        claimed.append(
-            Claimed(delivery_id, issue_of, contact_id, email, name, publication, kind, in_doubt)
-        )
+    for stored, found in taken:
+        for (
+            delivery_id,
+            issue_of,
+            contact_id,
+            in_doubt,
+            email,
+            name,
+            contact_status,
+            kind,
+            subscription,
+            suppression_id,
+        ) in found:
+            publication, kind, refusal = _firewall(stored, kind)
+            if refusal is not None:
+                log.error("delivery %s to contact %s refused: %s", delivery_id, contact_id, refusal)
+                refused[delivery_id] = f"refused by the firewall: {refusal}"
+                continue
+            reason = _skip_reason(contact_status, subscription, suppression_id is not None)
+            if reason is not None:
+                skipped[delivery_id] = reason
+                continue
+            claimed.append(
+                Claimed(delivery_id, issue_of, contact_id, email, name, publication, kind, in_doubt)
+            )
     _finalise(session, skipped, DeliveryStatus.SUPPRESSED, now)
     _finalise(session, refused, DeliveryStatus.FAILED, now)
     session.commit()
@@ -423,63 +454,52 @@ def _fenced(table: sa.Table, worker: str | sa.BindParameter[str]) -> sa.ColumnEl
     )
 
 
-@cache
-def _sent(dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
-    """The statement that records one accepted message, fenced in its own WHERE (no read
-    first), compiled once for ``dialect``: its SQL and, for a positional paramstyle, the
-    order of its parameters. The send's hot path runs it for many rows with values made
-    ready once per flush, without per-row parameter processing."""
-    table = Delivery.metadata.tables["deliveries"]
-    now: sa.BindParameter[str] = sa.bindparam("b_now")
-    statement = (
-        table.update()
-        .where(
-            table.c.id == sa.bindparam("b_id"),
-            table.c.status == sa.bindparam("b_claimed"),
-            table.c.claimed_by == sa.bindparam("b_worker"),
-        )
-        .values(
-            status=sa.bindparam("b_sent"),
-            sent_at=now,
-            last_code=sa.bindparam("b_code"),
-            last_reply=sa.bindparam("b_reply"),
-            in_doubt=sa.or_(table.c.in_doubt, sa.bindparam("b_doubt", type_=sa.Boolean)),
-            claimed_by=sa.null(),
-            lease_expires_at=sa.null(),
-            updated_at=now,
-        )
+_SENT_CHUNK = 512  # rows a statement records: four values each, far below SQLite's limit
+
+
+def _sent_sql(dialect: Dialect, rows: int) -> str:
+    """The statement that records ``rows`` accepted messages at once, fenced in its own
+    WHERE (no read first): the rows' own values (id, code, reply, in doubt) come as a
+    VALUES list joined on the id. Its parameters: the time (twice), the rows' values in
+    order, the worker. One statement, not one per row: SQLite releases the GIL at every
+    step of a statement, and the event loop's thread keeps it in between."""
+    mark = _mark(dialect)
+    if dialect.name == "postgresql":
+        row = f"({mark}::bigint, {mark}::integer, {mark}::text, {mark}::boolean)"
+        alias, names = "v (id, code, reply, doubt)", ["id", "code", "reply", "doubt"]
+    else:  # SQLite names a VALUES list's columns column1, column2, ...
+        row = f"({mark}, {mark}, {mark}, {mark})"
+        alias, names = "v", [f"column{n}" for n in range(1, 5)]
+    id_, code, reply, doubt = (f"v.{name}" for name in names)
+    return (
+        f"UPDATE deliveries SET status = '{DeliveryStatus.SENT.value}', sent_at = {mark}, "
+        f"updated_at = {mark}, last_code = {code}, last_reply = {reply}, "
+        f"in_doubt = (deliveries.in_doubt OR {doubt}), claimed_by = NULL, "
+        f"lease_expires_at = NULL FROM (VALUES {', '.join([row] * rows)}) AS {alias} "
+        f"WHERE deliveries.id = {id_} AND deliveries.status = '{DeliveryStatus.CLAIMED.value}' "
+        f"AND deliveries.claimed_by = {mark}"
     )
-    compiled = statement.compile(dialect=dialect)
-    order = tuple(compiled.positiontup or ()) if dialect.positional else None
-    return compiled.string, order
 
 
 def _record_sent(session: Session, results: Sequence[Result], worker: str, now: datetime) -> int:
-    """The common case, set-based: one statement, executed for many rows, for every
-    message the relay accepted. Returns the rows written."""
+    """The common case, set-based: every message the relay accepted, recorded by one
+    statement a chunk of rows. Returns the rows written."""
     if not results:
         return 0
     connection = session.connection()
-    dialect = connection.dialect
-    sql, order = _sent(dialect)
-    fixed = {
-        "b_claimed": DeliveryStatus.CLAIMED.value,
-        "b_sent": DeliveryStatus.SENT.value,
-        "b_worker": worker,
-        "b_now": driver_value(connection, Delivery.metadata.tables["deliveries"].c.updated_at, now),
-    }
-    rows = [
-        {
-            **fixed,
-            "b_id": r.delivery_id,
-            "b_code": r.code or None,
-            "b_reply": r.reply[:1000] or None,
-            "b_doubt": r.in_doubt,
-        }
-        for r in results
-    ]
-    params = [tuple(row[name] for name in order) for row in rows] if order is not None else rows
-    return rowcount(connection.exec_driver_sql(sql, params))
+    when = driver_value(connection, Delivery.metadata.tables["deliveries"].c.updated_at, now)
+    written = 0
+    for start in range(0, len(results), _SENT_CHUNK):
+        chunk = results[start : start + _SENT_CHUNK]
+        values: list[object] = [when, when]
+        for r in chunk:
+            values += (r.delivery_id, r.code or None, r.reply[:1000] or None, r.in_doubt)
+        shape = _shape(len(chunk))
+        values += (None, None, None, False) * (shape - len(chunk))  # no id: no row
+        values.append(worker)
+        sql = _sent_sql(connection.dialect, shape)
+        written += rowcount(connection.exec_driver_sql(sql, tuple(values)))
+    return written
 
 
 def _record_others(
@@ -604,7 +624,11 @@ def renew(session: Session, worker: str, *, lease: timedelta = LEASE) -> set[int
         session.execute(
             sa.update(Delivery)
             .where(
-                col(Delivery.status) == DeliveryStatus.CLAIMED, col(Delivery.claimed_by) == worker
+                # Every row has an issue: naming them lets the claim index serve (one
+                # range of claimed rows an issue), not a scan of the whole outbox.
+                col(Delivery.issue_id).in_(sa.select(col(Issue.id))),
+                col(Delivery.status) == DeliveryStatus.CLAIMED,
+                col(Delivery.claimed_by) == worker,
             )
             .values(lease_expires_at=now + lease)
             .returning(col(Delivery.id))

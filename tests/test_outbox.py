@@ -141,7 +141,7 @@ def test_the_claim_reads_its_batch_from_an_index_in_order_not_the_whole_outbox(
         pytest.skip("the query plan is SQLite's")
     people(session, 3)
     start(session, approved(session))
-    statement = outbox._take("queued", postgres=False)
+    statement = outbox._due_rows("queued", postgres=False)
     now = "2030-01-01 00:00:00.000000"  # as SQLite stores times (the plan needs only a value)
     params = {"b_issue": 1, "b_room": 2, "b_now": now, "b_until": now}
     compiled = statement.compile(session.get_bind(), column_keys=None)
