@@ -146,14 +146,14 @@ def among(
     return column.in_(values)
 
 
-def refresh_statistics(connection: sa.Connection, *tables: sa.Table) -> None:
-    """Let PostgreSQL's planner see how big ``tables`` have grown within this transaction
-    (ANALYZE counts the transaction's own new rows): a table that was empty when planned
-    is read whole for every lookup by key, not through its index. SQLite plans by index
-    without statistics: nothing to do there."""
+def lookups_by_index(connection: sa.Connection) -> None:
+    """For the rest of this transaction, have PostgreSQL find rows by their indexes: a
+    table that grows within the transaction (an import into an empty one) still has the
+    statistics of an empty table, and each lookup by key would read it whole (100k
+    contacts imported in 37 s instead of 11). No lock, no lasting effect (SET LOCAL);
+    SQLite plans by index without statistics: nothing to do there."""
     if connection.dialect.name == "postgresql":
-        names = ", ".join(f'"{table.name}"' for table in tables)  # names from the models
-        connection.exec_driver_sql(f"ANALYZE {names}")
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
 
 
 def driver_value(connection: sa.Connection, column: sa.Column[Any], value: Any) -> Any:

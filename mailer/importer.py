@@ -40,7 +40,7 @@ from mailer.contacts import (
     parse_role,
     to_spreadsheet_cell,
 )
-from mailer.db import among, driver_value, insert_many, refresh_statistics
+from mailer.db import among, driver_value, insert_many, lookups_by_index
 from mailer.models import (
     Contact,
     ContactStatus,
@@ -449,7 +449,6 @@ class _Writer:
         self.default_source = source
         self.now = clock.now()
         self.hashes: dict[str, str] = {}  # the batch's addresses' hashes, worked out once
-        self.analysed_at = 0  # contacts added when the planner's statistics were last refreshed
 
     def write(self, rows: list[_Row]) -> None:
         session = self.session
@@ -587,9 +586,6 @@ class _Writer:
             ],
         )
         self.report.added += len(rows)
-        if self.report.added >= max(1000, 2 * self.analysed_at):  # at 1k, 2k, 4k, …
-            refresh_statistics(connection, contacts, _table(Subscription))
-            self.analysed_at = self.report.added
 
     def _update(
         self, row: _Row, contact: Contact, have: set[Publication], suppressed: bool
@@ -712,6 +708,7 @@ def import_contacts(
             "check accented names"
         )
     default_source = source or f"import:{path.name}"[:_SOURCE_MAX]
+    lookups_by_index(session.connection())
     reader = _Reader(Directory.load(session), zone)
     writer = _Writer(session, report, update, default_source)
     header = _Header([], [])

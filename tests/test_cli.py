@@ -354,3 +354,11 @@ def test_staff_commands_keep_the_last_admin(project: Path) -> None:
     assert run("staff", "disable", "boss@lepnetwork.example").exit_code == 0
     last = run("staff", "role", "deputy@lepnetwork.example", "approver")
     assert last.exit_code == 2 and "deputy@lepnetwork.example is the last admin" in last.output
+
+
+def test_a_mistyped_command_gets_a_suggestion_without_loading_every_command() -> None:
+    result = run("contact", "list")
+    assert result.exit_code == 2
+    assert "Did you mean 'contacts'?" in result.output
+    assert "No such command 'zzz'." in run("zzz").output
+    assert "Did you mean 'report'" in run("issue", "reprot").output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import importlib
 import os
@@ -102,6 +103,8 @@ class Lazy:
 
 
 _loaded: dict[str, Any] = {}
+USAGE_ERROR: type[Any] = typer.BadParameter.__mro__[1]  # Typer's (vendored) click.UsageError
+assert USAGE_ERROR.__name__ == "UsageError", USAGE_ERROR
 
 
 class MailerGroup(TyperGroup):
@@ -119,6 +122,16 @@ class MailerGroup(TyperGroup):
                 _loaded[cmd_name] = self.lazy[cmd_name].load(cmd_name)
             return _loaded[cmd_name]
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except USAGE_ERROR as exc:  # Typer suggests from the commands loaded only
+            names = difflib.get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if names and "Did you mean" not in exc.message:
+                suggested = ", ".join(repr(name) for name in names)
+                exc.message = f"{exc.message.rstrip('.')}. Did you mean {suggested}?"
+            raise
 
     def invoke(self, ctx: Any) -> Any:
         try:
