@@ -161,8 +161,9 @@ def links_of(session: Session, issue_id: int) -> tuple[TrackedLink, ...]:
     return tuple(TrackedLink(row.url, row.label) for row in rows)
 
 
-# The reach counts that stand for deliveries (one each), kept after retention or erasure.
-_RECIPIENTS = (
+# The reach counts that stand for deliveries (one each, whatever became of them), kept
+# after retention or erasure: who an issue went to.
+IN_OUTBOX = (
     ReachMeasure.QUEUED,
     ReachMeasure.CLAIMED,
     ReachMeasure.SENT,
@@ -188,7 +189,7 @@ def _group_sizes(session: Session, issue_id: int) -> Counter[int]:
         sa.select(col(ReachCount.organisation_id), sa.func.sum(col(ReachCount.count)))
         .where(
             col(ReachCount.issue_id) == issue_id,
-            col(ReachCount.measure).in_(_RECIPIENTS),
+            col(ReachCount.measure).in_(IN_OUTBOX),
         )
         .group_by(col(ReachCount.organisation_id))
     ):

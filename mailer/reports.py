@@ -106,7 +106,7 @@ class Reach:
             self.queued += number  # claimed: in a sender's hands, not yet answered
         else:
             setattr(self, measure.value, getattr(self, measure.value) + number)
-        if measure in _IN_OUTBOX:
+        if measure in clicks.IN_OUTBOX:
             self.recipients += number
 
     def merge(self, other: Reach) -> None:
@@ -133,18 +133,6 @@ class Reach:
         values["queued"] = self.queued
         values["reached"] = self.reached
         return values
-
-
-_IN_OUTBOX = frozenset(
-    {
-        ReachMeasure.QUEUED,
-        ReachMeasure.CLAIMED,
-        ReachMeasure.SENT,
-        ReachMeasure.DEFERRED,
-        ReachMeasure.FAILED,
-        ReachMeasure.SUPPRESSED,
-    }
-)
 
 
 def _add(session: Session, counts: Counter[tuple[int, int, ReachMeasure]]) -> None:

@@ -60,7 +60,7 @@ from mailer.web.app import create_app
 from tests.helpers import cli
 from tests.outbox_fixtures import addressed, drafted, people, wire
 from tests.smtp_server import RecordingHandler, free_port, running
-from tests.web_fixtures import PASSWORDS, build_site, csrf_of
+from tests.web_fixtures import PASSWORDS, Site, build_site, csrf_of
 
 BOUNCES = Path(__file__).parent / "data" / "bounces"
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -572,22 +572,30 @@ def test_links_whose_text_is_an_address_and_reader_links_stay_direct_and_off_mea
     engine.dispose()
 
 
+def _approved(session: Session, site: Site) -> Issue:
+    """The realistic bulletin, drafted and approved with the site's own renderer (which
+    counts clicks), not yet committed."""
+    issue = drafted(session)
+    assert issue.id is not None
+    editorial.approve(
+        session,
+        issue.id,
+        approver="approver@lepnetwork.example",
+        renderer=site.app.state.ctx.renderer,
+        definition=publications.load(site.config.lists_dir, issue.publication),
+        settings=site.config.settings,
+    )
+    return issue
+
+
 @SQLITE
 def test_a_redirect_works_only_once_its_issue_has_gone_out(engine: Engine, tmp_path: Path) -> None:
     site = build_site(engine, tmp_path)
     ctx = site.app.state.ctx
     with Session(engine) as session:
         people(session, 6, org="D2N2", domain="d2n2.example")
-        issue = drafted(session)
+        issue = _approved(session, site)
         assert issue.id is not None
-        editorial.approve(
-            session,
-            issue.id,
-            approver="approver@lepnetwork.example",
-            renderer=ctx.renderer,
-            definition=publications.load(site.config.lists_dir, issue.publication),
-            settings=site.config.settings,
-        )
         session.commit()
         issue_id = issue.id
         d2n2 = _org(session, "D2N2")
@@ -615,16 +623,8 @@ def test_a_copy_counts_where_it_went_whatever_its_reader_does_later(
     ctx = site.app.state.ctx
     with Session(engine, expire_on_commit=False) as session:
         readers = people(session, 6, org="D2N2", domain="d2n2.example")
-        issue = drafted(session)
+        issue = _approved(session, site)
         assert issue.id is not None
-        editorial.approve(
-            session,
-            issue.id,
-            approver="approver@lepnetwork.example",
-            renderer=ctx.renderer,
-            definition=publications.load(site.config.lists_dir, issue.publication),
-            settings=site.config.settings,
-        )
         rule = publications.load(site.config.lists_dir, Publication.BULLETIN).audience
         outbox.enqueue(session, issues.get(session, issue.id), rule)
         session.commit()

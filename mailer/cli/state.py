@@ -92,12 +92,12 @@ class Lazy:
 
     def load(self, name: str) -> Any:
         found = getattr(importlib.import_module(self.module), self.attribute)
-        single = None
-        if not isinstance(found, typer.Typer):
+        if isinstance(found, typer.Typer):
+            command: Any = typer.main.get_group(found)
+        else:
             single = typer.Typer(add_completion=False, rich_markup_mode="rich")
             single.command(name)(found)
-            found = single
-        command = typer.main.get_group(found) if single is None else typer.main.get_command(found)
+            command = typer.main.get_command(single)
         command.name = name
         return command
 
